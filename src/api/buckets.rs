@@ -1,0 +1,144 @@
+//! `POST /v1/buckets`, `GET /v1/buckets/{bucket_identifier}`.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{BodySchema, StrictJson, Tenant};
+use super::AppState;
+use crate::domain::{new_id, BlobType, IdKind};
+use crate::store::{tenancy, BucketRow};
+
+#[derive(Debug, Deserialize)]
+pub struct CreateBucket {
+    bucket_name: String,
+    description: Option<String>,
+    metadata: Option<serde_json::Map<String, Value>>,
+    schema: Option<Value>,
+}
+
+impl BodySchema for CreateBucket {
+    const FIELDS: &'static [&'static str] = &["bucket_name", "description", "metadata", "schema"];
+}
+
+pub fn bucket_json(b: &BucketRow) -> Value {
+    json!({
+        "bucket_id": b.id,
+        "bucket_name": b.name,
+        "description": b.description,
+        "metadata": b.metadata,
+        "schema": b.schema,
+        "created_at": b.created_at,
+        "updated_at": b.updated_at,
+    })
+}
+
+fn check_bucket_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "value_error",
+            &["body", "bucket_name"],
+            "bucket_name must be 1 to 255 characters of letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// A schema is `{properties: {NAME: {type: TYPE}}}`.
+fn check_schema(schema: &Value) -> Result<(), ApiError> {
+    let bad = |message: &str| ApiError::invalid("value_error", &["body", "schema"], message);
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("schema must be an object with a 'properties' object"))?;
+    for (name, property) in properties {
+        crate::domain::BlobProperty::parse(name).map_err(|e| bad(&e.0))?;
+        let kind = property
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(&format!("property '{name}' needs a 'type'")))?;
+        BlobType::parse(kind).map_err(|e| bad(&format!("property '{name}': {e}")))?;
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    StrictJson(body): StrictJson<CreateBucket>,
+) -> Result<Json<Value>, ApiError> {
+    check_bucket_name(&body.bucket_name)?;
+    if let Some(schema) = &body.schema {
+        check_schema(schema)?;
+    }
+    let metadata = Value::Object(body.metadata.unwrap_or_default());
+    let bucket = tenancy::insert_bucket(
+        &state.pool,
+        &new_id(IdKind::Bucket),
+        &tenant.namespace.id,
+        &body.bucket_name,
+        body.description.as_deref(),
+        &metadata,
+        body.schema.as_ref(),
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::AlreadyExists(format!(
+            "a bucket named '{}' already exists in this namespace",
+            body.bucket_name
+        ))
+    })?;
+    Ok(Json(bucket_json(&bucket)))
+}
+
+/// The bucket a path names, in the caller's namespace.
+pub async fn resolve(
+    state: &AppState,
+    tenant: &Tenant,
+    ident: &str,
+) -> Result<BucketRow, ApiError> {
+    tenancy::find_bucket(&state.pool, &tenant.namespace.id, ident)
+        .await?
+        .ok_or_else(|| ApiError::not_found("bucket"))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(ident): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(bucket_json(&resolve(&state, &tenant, &ident).await?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["photos", "a", "my-bucket_1.x"] {
+            assert!(check_bucket_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/b", ".hidden", "sp ace", &"x".repeat(256)] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schemas() {
+        assert!(check_schema(&json!({"properties": {"image": {"type": "IMAGE"}}})).is_ok());
+        assert!(check_schema(&json!({"properties": {}})).is_ok());
+        assert!(check_schema(&json!({})).is_err());
+        assert!(check_schema(&json!({"properties": {"bad-name": {"type": "IMAGE"}}})).is_err());
+        assert!(check_schema(&json!({"properties": {"x": {"type": "image"}}})).is_err());
+        assert!(check_schema(&json!({"properties": {"x": {}}})).is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! The one error envelope every route answers with.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// One problem with a request body or query, as the envelope lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ValidationIssue {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: Vec<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<Vec<String>>,
+}
+
+impl ValidationIssue {
+    pub fn new(kind: &str, location: &[&str], message: impl Into<String>) -> Self {
+        ValidationIssue {
+            kind: kind.to_owned(),
+            location: location.iter().map(|s| (*s).to_owned()).collect(),
+            message: message.into(),
+            accepted: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { message: String, details: Value },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        resource: String,
+        current: i64,
+        limit: i64,
+    },
+    #[error("request validation failed")]
+    Validation(Vec<ValidationIssue>),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("service unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+    /// An error recorded earlier (a failed task), replayed as it was stored.
+    #[error("{message}")]
+    Stored {
+        status: StatusCode,
+        kind: String,
+        message: String,
+        details: Value,
+    },
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            details: json!({}),
+        }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    pub fn invalid(kind: &str, location: &[&str], message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![ValidationIssue::new(kind, location, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
+            ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Stored { status, .. } => *status,
+        }
+    }
+
+    fn kind(&self) -> &str {
+        match self {
+            ApiError::BadRequest { .. } => "BadRequestError",
+            ApiError::Unauthorized(_) => "UnauthorizedError",
+            ApiError::NotFound(_) => "NotFoundError",
+            ApiError::AlreadyExists(_) => "AlreadyExistsError",
+            ApiError::QuotaExceeded { .. } => "QuotaExceededError",
+            ApiError::Validation(_) => "ValidationError",
+            ApiError::PayloadTooLarge => "PayloadTooLargeError",
+            ApiError::MethodNotAllowed => "MethodNotAllowedError",
+            ApiError::Unavailable(_) => "ServiceUnavailableError",
+            ApiError::Internal(_) => "InternalServerError",
+            ApiError::Stored { kind, .. } => kind,
+        }
+    }
+
+    fn details(&self) -> Value {
+        match self {
+            ApiError::BadRequest { details, .. } | ApiError::Stored { details, .. } => {
+                details.clone()
+            }
+            ApiError::QuotaExceeded {
+                resource,
+                current,
+                limit,
+                ..
+            } => json!({ "resource": resource, "current": current, "limit": limit }),
+            ApiError::Validation(issues) => json!({ "validation_errors": issues }),
+            _ => json!({}),
+        }
+    }
+
+    /// The `error` object of the envelope, also what a failed task stores in its outputs.
+    pub fn body(&self) -> Value {
+        json!({ "type": self.kind(), "message": self.to_string(), "details": self.details() })
+    }
+
+    /// Rebuilds an error stored by [`ApiError::body`] with its status.
+    pub fn from_stored(status: u16, body: &Value) -> Self {
+        let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or_default();
+        ApiError::Stored {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            kind: text("type").to_owned(),
+            message: text("message").to_owned(),
+            details: body.get("details").cloned().unwrap_or_else(|| json!({})),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %err, "database unavailable");
+                ApiError::Unavailable("database unavailable, retry later".to_owned())
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(err) = &self {
+            tracing::error!(error = ?err, "request failed");
+        }
+        let body = json!({ "success": false, "status": status.as_u16(), "error": self.body() });
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_never_leaks_internal_details() {
+        let err = ApiError::Internal(anyhow::anyhow!("password=hunter2 in SELECT"));
+        let body = err.body();
+        assert_eq!(body["type"], "InternalServerError");
+        assert!(!body.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn stored_errors_round_trip() {
+        let original = ApiError::BadRequest {
+            message: "ETag mismatch".into(),
+            details: json!({"reason": "etag_mismatch", "expected": "a", "actual": "b"}),
+        };
+        let replayed = ApiError::from_stored(400, &original.body());
+        assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(replayed.body(), original.body());
+    }
+
+    #[test]
+    fn statuses_and_types() {
+        let table = [
+            (ApiError::Unauthorized("x".into()), 401, "UnauthorizedError"),
+            (ApiError::not_found("bucket"), 404, "NotFoundError"),
+            (
+                ApiError::AlreadyExists("x".into()),
+                409,
+                "AlreadyExistsError",
+            ),
+            (ApiError::PayloadTooLarge, 413, "PayloadTooLargeError"),
+            (
+                ApiError::invalid("missing", &["body"], "x"),
+                422,
+                "ValidationError",
+            ),
+        ];
+        for (err, status, kind) in table {
+            assert_eq!(err.status().as_u16(), status);
+            assert_eq!(err.body()["type"], kind);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Extractors: the caller's organization and namespace, and strictly parsed bodies and queries.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, ValidationIssue};
+use super::AppState;
+use crate::store::{tenancy, NamespaceRow};
+
+/// The organization whose API key signed the request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub organization_id: String,
+}
+
+/// The SHA-256 under which a key is stored.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| k.starts_with("sk_") && k.len() <= 256)
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization must be 'Bearer sk_...'".into())
+            })?;
+        let organization_id = tenancy::organization_for_key(&state.pool, &key_hash(key))
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("invalid or revoked API key".into()))?;
+        Ok(Caller { organization_id })
+    }
+}
+
+/// The caller and the namespace the request acts in.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub organization_id: String,
+    pub namespace: NamespaceRow,
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let from_header = parts
+            .headers
+            .get("x-namespace")
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| ApiError::bad_request("X-Namespace must be text"))
+            })
+            .transpose()?;
+        let ident = match from_header {
+            Some(ident) => ident,
+            None => Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+                .ok()
+                .and_then(|q| q.0.get("namespace").cloned())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "a namespace is required: X-Namespace header or ?namespace=",
+                    )
+                })?,
+        };
+        let namespace = tenancy::find_namespace(&state.pool, &caller.organization_id, ident.trim())
+            .await?
+            .ok_or_else(|| ApiError::not_found("namespace"))?;
+        Ok(Tenant {
+            organization_id: caller.organization_id,
+            namespace,
+        })
+    }
+}
+
+/// A request body type: the keys it accepts, so unknown keys are refused by name.
+pub trait BodySchema: DeserializeOwned {
+    const FIELDS: &'static [&'static str];
+}
+
+/// A JSON object body with no unknown keys; `T` also validates types.
+pub struct StrictJson<T>(pub T);
+
+/// Like [`StrictJson`], but an absent or empty body means `{}`.
+pub struct OptionalJson<T>(pub T);
+
+async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::bad_request("could not read the request body"),
+        })
+}
+
+/// Parses a JSON object into `T`, naming every unknown key and every type error.
+pub fn parse_body<T: BodySchema>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid("json_invalid", &["body"], format!("invalid JSON: {e}")))?;
+    let Value::Object(map) = &value else {
+        return Err(ApiError::invalid(
+            "model_attributes_type",
+            &["body"],
+            "the body must be a JSON object",
+        ));
+    };
+    let unknown: Vec<ValidationIssue> = map
+        .keys()
+        .filter(|k| !T::FIELDS.contains(&k.as_str()))
+        .map(|k| ValidationIssue {
+            accepted: Some(T::FIELDS.iter().map(|f| (*f).to_owned()).collect()),
+            ..ValidationIssue::new(
+                "extra_forbidden",
+                &["body", k],
+                format!(
+                    "Extra inputs are not permitted: '{k}'; accepted keys: {}",
+                    T::FIELDS.join(", ")
+                ),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(unknown));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        let text = e.to_string();
+        let kind = if text.starts_with("missing field") {
+            "missing"
+        } else {
+            "type_error"
+        };
+        ApiError::invalid(kind, &["body"], text)
+    })
+}
+
+impl<T: BodySchema> FromRequest<AppState> for StrictJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state).await?;
+        parse_body(&bytes).map(StrictJson)
+    }
+}
+
+impl<T: BodySchema> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return parse_body(b"{}").map(OptionalJson);
+        }
+        parse_body(&bytes).map(OptionalJson)
+    }
+}
+
+/// A query string parsed into `T`; a bad value is a 422 naming the parameter.
+pub struct StrictQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for StrictQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| StrictQuery(q.0))
+            .map_err(|e| ApiError::invalid("query_invalid", &["query"], e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Sample {
+        name: String,
+        size: Option<i64>,
+    }
+
+    impl BodySchema for Sample {
+        const FIELDS: &'static [&'static str] = &["name", "size"];
+    }
+
+    fn issue(err: ApiError) -> ValidationIssue {
+        match err {
+            ApiError::Validation(mut issues) => issues.remove(0),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_accepted_ones() {
+        let err = parse_body::<Sample>(br#"{"name":"a","bogus":1}"#)
+            .err()
+            .unwrap();
+        let issue = issue(err);
+        assert_eq!(issue.kind, "extra_forbidden");
+        assert_eq!(issue.location, ["body", "bogus"]);
+        assert!(issue.message.contains("bogus"));
+        assert_eq!(issue.accepted.unwrap(), ["name", "size"]);
+    }
+
+    #[test]
+    fn type_errors_and_bad_json_are_validation_errors() {
+        let table: [(&[u8], &str); 4] = [
+            (br#"{"name": 5}"#, "type_error"),
+            (br#"{"size": 1}"#, "missing"),
+            (b"{not json", "json_invalid"),
+            (b"[1,2]", "model_attributes_type"),
+        ];
+        for (body, kind) in table {
+            let err = parse_body::<Sample>(body).err().unwrap();
+            assert_eq!(issue(err).kind, kind, "{}", String::from_utf8_lossy(body));
+        }
+        assert!(parse_body::<Sample>(br#"{"name":"ok","size":null}"#).is_ok());
+    }
+
+    #[test]
+    fn key_hash_is_stable_hex() {
+        assert_eq!(key_hash("sk_a"), key_hash("sk_a"));
+        assert_eq!(key_hash("sk_a").len(), 64);
+        assert_ne!(key_hash("sk_a"), key_hash("sk_b"));
+    }
+}

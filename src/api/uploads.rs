@@ -1,0 +1,371 @@
+//! `POST /v1/buckets/{b}/uploads`, `GET /v1/buckets/{b}/uploads/{upload_id}`.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::buckets;
+use super::error::ApiError;
+use super::extract::{BodySchema, StrictJson, Tenant};
+use super::AppState;
+use crate::domain::{
+    blob_type_for, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename, IdKind,
+    InvalidValue,
+};
+use crate::store::uploads::{self, NewUpload};
+use crate::store::{BucketRow, NamespaceRow, UploadRow};
+
+#[derive(Debug, Deserialize)]
+pub struct CreateUpload {
+    filename: String,
+    content_type: String,
+    file_size_bytes: Option<i64>,
+    presigned_url_expiration: Option<i64>,
+    metadata: Option<serde_json::Map<String, Value>>,
+    create_object_on_confirm: Option<bool>,
+    object_metadata: Option<serde_json::Map<String, Value>>,
+    blob_property: Option<String>,
+    blob_type: Option<String>,
+    file_hash: Option<String>,
+    skip_duplicates: Option<bool>,
+}
+
+impl BodySchema for CreateUpload {
+    const FIELDS: &'static [&'static str] = &[
+        "filename",
+        "content_type",
+        "file_size_bytes",
+        "presigned_url_expiration",
+        "metadata",
+        "create_object_on_confirm",
+        "object_metadata",
+        "blob_property",
+        "blob_type",
+        "file_hash",
+        "skip_duplicates",
+    ];
+}
+
+/// The wire form of an upload; the PUT URL only on creation.
+pub fn upload_json(u: &UploadRow, presigned_url: Option<&str>) -> Value {
+    json!({
+        "upload_id": u.id,
+        "bucket_id": u.bucket_id,
+        "filename": u.filename,
+        "content_type": u.content_type,
+        "file_size_bytes": u.file_size_bytes,
+        "presigned_url": presigned_url,
+        "presigned_url_expiration": u.presigned_url_expiration,
+        "s3_key": u.s3_key,
+        "status": u.status,
+        "metadata": u.metadata,
+        "create_object_on_confirm": u.create_object_on_confirm,
+        "object_metadata": u.object_metadata,
+        "blob_property": u.blob_property,
+        "blob_type": u.blob_type,
+        "file_hash": u.file_hash,
+        "skip_duplicates": u.skip_duplicates,
+        "is_duplicate": u.is_duplicate,
+        "duplicate_of_upload_id": u.duplicate_of_upload_id,
+        "message": u.message,
+        "created_at": u.created_at,
+        "expires_at": u.expires_at,
+        "verified_at": u.verified_at,
+        "completed_at": u.completed_at,
+        "etag": u.etag,
+        "object_id": u.object_id,
+        "task_id": u.task_id,
+        "error": u.error,
+    })
+}
+
+fn field_error(field: &str) -> impl Fn(InvalidValue) -> ApiError + '_ {
+    move |e| ApiError::invalid("value_error", &["body", field], e.0)
+}
+
+/// Refuses a size past the namespace's per-file limit or its remaining storage.
+pub fn check_quota(namespace: &NamespaceRow, size: i64) -> Result<(), ApiError> {
+    if let Some(limit) = namespace.max_file_size_bytes {
+        if size > limit {
+            return Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "file of {size} bytes exceeds the per-file limit of {limit} bytes"
+                ),
+                resource: "file_size_bytes".into(),
+                current: size,
+                limit,
+            });
+        }
+    }
+    if let Some(limit) = namespace.storage_quota_bytes {
+        let current = namespace.storage_used_bytes;
+        if current.saturating_add(size) > limit {
+            return Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "storing {size} more bytes would exceed the storage quota ({current} of {limit} bytes used)"
+                ),
+                resource: "storage_bytes".into(),
+                current,
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The blob property and type, checked against the bucket's schema when it has one.
+fn blob_slot(
+    bucket: &BucketRow,
+    filename: &Filename,
+    content_type: &ContentType,
+    property: Option<&str>,
+    kind: Option<&str>,
+) -> Result<(BlobProperty, BlobType), ApiError> {
+    let kind = match kind {
+        Some(k) => BlobType::parse(k).map_err(field_error("blob_type"))?,
+        None => blob_type_for(content_type),
+    };
+    let given = property
+        .map(BlobProperty::parse)
+        .transpose()
+        .map_err(field_error("blob_property"))?;
+    let Some(properties) = bucket
+        .schema
+        .as_ref()
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok((
+            given.unwrap_or_else(|| BlobProperty::from_stem(filename.stem())),
+            kind,
+        ));
+    };
+    let type_of = |name: &str| {
+        properties
+            .get(name)
+            .and_then(|p| p.get("type"))
+            .and_then(Value::as_str)
+    };
+    let property =
+        match given {
+            Some(p) => p,
+            // Without a name, the schema's only property compatible with the type is meant.
+            None => {
+                let fits: Vec<&String> = properties
+                    .keys()
+                    .filter(|name| type_of(name) == Some(kind.as_str()))
+                    .collect();
+                match fits.as_slice() {
+                    [one] => BlobProperty::parse(one).map_err(field_error("blob_property"))?,
+                    _ => return Err(ApiError::invalid(
+                        "value_error",
+                        &["body", "blob_property"],
+                        "the bucket has a schema: blob_property must name one of its properties",
+                    )),
+                }
+            }
+        };
+    match type_of(property.as_str()) {
+        None => Err(ApiError::invalid(
+            "value_error",
+            &["body", "blob_property"],
+            format!(
+                "'{}' is not a property of the bucket's schema (properties: {})",
+                property.as_str(),
+                properties.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        Some(expected) if expected != kind.as_str() => Err(ApiError::invalid(
+            "value_error",
+            &["body", "content_type"],
+            format!(
+                "property '{}' holds {expected}, not {}",
+                property.as_str(),
+                kind.as_str()
+            ),
+        )),
+        Some(_) => Ok((property, kind)),
+    }
+}
+
+/// Timestamps as PostgreSQL stores them (microseconds), so what we answer is what we keep.
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(bucket_ident): Path<String>,
+    StrictJson(body): StrictJson<CreateUpload>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+    let filename = Filename::parse(&body.filename).map_err(field_error("filename"))?;
+    let content_type =
+        ContentType::parse(&body.content_type).map_err(field_error("content_type"))?;
+    if let Some(size) = body.file_size_bytes {
+        if size < 1 {
+            return Err(ApiError::invalid(
+                "greater_than_equal",
+                &["body", "file_size_bytes"],
+                "file_size_bytes must be at least 1",
+            ));
+        }
+    }
+    let expiration = body.presigned_url_expiration.unwrap_or(3600);
+    if !(60..=86_400).contains(&expiration) {
+        return Err(ApiError::invalid(
+            "value_error",
+            &["body", "presigned_url_expiration"],
+            "presigned_url_expiration must be between 60 and 86400 seconds",
+        ));
+    }
+    let file_hash = body
+        .file_hash
+        .as_deref()
+        .map(ContentHash::parse)
+        .transpose()
+        .map_err(field_error("file_hash"))?;
+    let (blob_property, blob_type) = blob_slot(
+        &bucket,
+        &filename,
+        &content_type,
+        body.blob_property.as_deref(),
+        body.blob_type.as_deref(),
+    )?;
+    if let Some(size) = body.file_size_bytes {
+        check_quota(&tenant.namespace, size)?;
+    }
+    let skip_duplicates = body.skip_duplicates.unwrap_or(true);
+    if let (Some(hash), true) = (&file_hash, skip_duplicates) {
+        if let Some(original) =
+            uploads::find_original(&state.pool, &bucket.id, hash.as_str()).await?
+        {
+            let mut answer = upload_json(&original, None);
+            answer["is_duplicate"] = json!(true);
+            answer["duplicate_of_upload_id"] = json!(original.id);
+            answer["message"] = json!(format!(
+                "Content already uploaded as {}; nothing to upload",
+                original.id
+            ));
+            return Ok((StatusCode::OK, Json(answer)));
+        }
+    }
+
+    let id = new_id(IdKind::Upload);
+    let s3_key = format!(
+        "{}/{}/{}/{}",
+        tenant.namespace.id,
+        bucket.id,
+        id,
+        filename.as_str()
+    );
+    let created_at = now_micros();
+    let expires_at = created_at + chrono::Duration::seconds(expiration);
+    let presigned_url = state
+        .blob
+        .presign_put(
+            &s3_key,
+            content_type.as_str(),
+            created_at.into(),
+            Duration::from_secs(expiration.unsigned_abs()),
+        )
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let upload = uploads::insert(
+        &state.pool,
+        &NewUpload {
+            id,
+            bucket_id: bucket.id,
+            namespace_id: tenant.namespace.id,
+            filename: filename.as_str().to_owned(),
+            content_type: content_type.as_str().to_owned(),
+            file_size_bytes: body.file_size_bytes,
+            presigned_url_expiration: i32::try_from(expiration).unwrap_or(3600),
+            s3_key,
+            metadata: Value::Object(body.metadata.unwrap_or_default()),
+            create_object_on_confirm: body.create_object_on_confirm.unwrap_or(true),
+            object_metadata: body.object_metadata.map(Value::Object),
+            blob_property: blob_property.as_str().to_owned(),
+            blob_type: blob_type.as_str().to_owned(),
+            file_hash: file_hash.map(|h| h.as_str().to_owned()),
+            skip_duplicates,
+            created_at,
+            expires_at,
+        },
+    )
+    .await?;
+    let mut answer = upload_json(&upload, Some(&presigned_url));
+    answer["message"] = json!(format!(
+        "PUT the file to presigned_url with Content-Type: {} before {}, then confirm",
+        upload.content_type,
+        expires_at.to_rfc3339()
+    ));
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// The upload a path names, in the bucket.
+pub async fn resolve(
+    state: &AppState,
+    bucket: &BucketRow,
+    upload_id: &str,
+) -> Result<UploadRow, ApiError> {
+    uploads::find_in_bucket(&state.pool, &bucket.id, upload_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("upload"))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path((bucket_ident, upload_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+    Ok(Json(upload_json(
+        &resolve(&state, &bucket, &upload_id).await?,
+        None,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespace(max: Option<i64>, quota: Option<i64>, used: i64) -> NamespaceRow {
+        NamespaceRow {
+            id: "ns_x".into(),
+            organization_id: "org_x".into(),
+            name: "n".into(),
+            max_file_size_bytes: max,
+            storage_quota_bytes: quota,
+            storage_used_bytes: used,
+        }
+    }
+
+    #[test]
+    fn quota_decisions() {
+        let table = [
+            (namespace(None, None, 0), 1_000_000, None),
+            (namespace(Some(50), None, 0), 50, None),
+            (namespace(Some(50), None, 0), 51, Some("file_size_bytes")),
+            (namespace(None, Some(100), 60), 40, None),
+            (namespace(None, Some(100), 60), 41, Some("storage_bytes")),
+            (namespace(None, Some(10), 0), 100, Some("storage_bytes")),
+        ];
+        for (ns, size, want) in table {
+            let got = match check_quota(&ns, size) {
+                Ok(()) => None,
+                Err(ApiError::QuotaExceeded { resource, .. }) => Some(resource),
+                Err(other) => panic!("{other:?}"),
+            };
+            assert_eq!(got.as_deref(), want, "{size}");
+        }
+    }
+}

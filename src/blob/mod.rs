@@ -1,0 +1,439 @@
+//! Access to the object store holding uploaded blobs: presigning, verification and hashing.
+
+#[cfg(feature = "embedded-s3")]
+pub mod embedded;
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, ChecksumMode, ChecksumType, CreateBucketConfiguration,
+};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// Time allowed to establish a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for one attempt up to the response headers; streamed bodies are not covered.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest silence tolerated between two chunks of a streamed body.
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The caller retries with its own backoff, so the SDK only smooths over blips.
+const MAX_ATTEMPTS: u32 = 2;
+/// CreateBucket error codes meaning there is nothing left to do.
+const BUCKET_EXISTS: [&str; 2] = ["BucketAlreadyOwnedByYou", "BucketAlreadyExists"];
+
+/// How to reach the store.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `None` => AWS default endpoint resolution.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    /// Both set => static credentials; otherwise the aws-config default chain.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub force_path_style: bool,
+}
+
+/// A client bound to one bucket.
+#[derive(Clone)]
+pub struct BlobStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    region: String,
+}
+
+/// What HeadObject tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    /// Without surrounding double quotes.
+    pub etag: String,
+    /// Lowercase hex of the store's full-object SHA-256 checksum; `None` when absent or composite.
+    pub sha256_hex: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// The result of streaming an object through SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedObject {
+    pub sha256_hex: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// HeadObject/GetObject 404 / NoSuchKey.
+    #[error("object not found")]
+    NotFound,
+    /// Anything worth retrying, including 403 (misconfiguration is retried, then dead-lettered).
+    #[error("object store unavailable: {0}")]
+    Transient(String),
+}
+
+impl BlobStore {
+    /// Builds the client; does no network I/O.
+    pub async fn connect(settings: &S3Settings) -> anyhow::Result<BlobStore> {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .timeout_config(timeouts)
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let (Some(id), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "upconfirm-static",
+            ));
+        }
+        let shared = loader.load().await;
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.force_path_style)
+            // The object is hashed with SHA-256 anyway; a second SDK-side checksum only costs CPU.
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Ok(BlobStore {
+            client: aws_sdk_s3::Client::from_conf(config),
+            bucket: settings.bucket.clone(),
+            region: settings.region.clone(),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Creates the bucket if it does not exist (idempotent).
+    pub async fn ensure_bucket(&self) -> Result<(), BlobError> {
+        // Probing first keeps this working under policies that allow HeadBucket but not CreateBucket.
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => return Ok(()),
+            Err(err) if http_status(&err) == Some(404) => {}
+            Err(err) => return Err(transient(&err)),
+        }
+        let mut create = self.client.create_bucket().bucket(&self.bucket);
+        // us-east-1 is the one region that rejects an explicit location constraint.
+        if self.region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Err(err) if !err.code().is_some_and(|c| BUCKET_EXISTS.contains(&c)) => {
+                Err(transient(&err))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A presigned PUT URL for `key` whose signature covers the Content-Type header. No network I/O.
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        start: SystemTime,
+        expires_in: Duration,
+    ) -> Result<String, BlobError> {
+        let presigning = PresigningConfig::builder()
+            .start_time(start)
+            .expires_in(expires_in)
+            .build()
+            .map_err(|e| BlobError::Transient(format!("invalid presigning config: {e}")))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .presigned(presigning)
+            .await
+            .map_err(|e| transient(&e))?;
+        Ok(request.uri().to_string())
+    }
+
+    /// HeadObject with checksum mode enabled.
+    pub async fn head(&self, key: &str) -> Result<ObjectHead, BlobError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| not_found_or_transient(&e))?;
+        let size = out
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| BlobError::Transient("HeadObject without Content-Length".into()))?;
+        let etag = out
+            .e_tag()
+            .map(|t| t.trim_matches('"').to_owned())
+            .ok_or_else(|| BlobError::Transient("HeadObject without ETag".into()))?;
+        let sha256_hex = match out.checksum_type() {
+            Some(ChecksumType::Composite) => None,
+            _ => out.checksum_sha256().and_then(full_object_sha256_hex),
+        };
+        Ok(ObjectHead {
+            size,
+            etag,
+            sha256_hex,
+            content_type: out.content_type().map(str::to_owned),
+        })
+    }
+
+    /// Streams the object through SHA-256 with bounded memory, reporting bytes hashed so far.
+    pub async fn sha256(
+        &self,
+        key: &str,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<HashedObject, BlobError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| not_found_or_transient(&e))?;
+        let expected = out.content_length().and_then(|n| u64::try_from(n).ok());
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        let mut bytes: u64 = 0;
+        loop {
+            let next = tokio::time::timeout(READ_IDLE_TIMEOUT, body.next())
+                .await
+                .map_err(|_| {
+                    BlobError::Transient(format!(
+                        "no data for {}s while reading {key} after {bytes} bytes",
+                        READ_IDLE_TIMEOUT.as_secs()
+                    ))
+                })?;
+            let Some(chunk) = next else { break };
+            let chunk = chunk.map_err(|e| {
+                BlobError::Transient(format!(
+                    "reading {key} failed after {bytes} bytes: {}",
+                    error_chain(&e)
+                ))
+            })?;
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
+            progress(bytes);
+        }
+        if let Some(expected) = expected {
+            if expected != bytes {
+                return Err(BlobError::Transient(format!(
+                    "body of {key} ended at {bytes} of {expected} bytes"
+                )));
+            }
+        }
+        Ok(HashedObject {
+            sha256_hex: hex::encode(hasher.finalize()),
+            bytes,
+        })
+    }
+
+    /// Deletes an object; a missing object is Ok.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        let deleted = self.client.delete_object().bucket(&self.bucket).key(key);
+        match deleted.send().await {
+            Err(err) if err.code() != Some("NoSuchKey") => Err(transient(&err)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Hex of a base64 full-object SHA-256; composite values ("xxx-N") and malformed ones yield `None`.
+fn full_object_sha256_hex(b64: &str) -> Option<String> {
+    if b64.contains('-') {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    (raw.len() == 32).then(|| hex::encode(raw))
+}
+
+fn http_status<E>(err: &SdkError<E>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// Maps 404/NoSuchKey to `NotFound`; a missing bucket is a misconfiguration and stays transient.
+fn not_found_or_transient<E>(err: &SdkError<E>) -> BlobError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (err.code(), http_status(err)) {
+        (Some("NoSuchBucket"), _) => transient(err),
+        (Some("NoSuchKey" | "NotFound"), _) | (_, Some(404)) => BlobError::NotFound,
+        _ => transient(err),
+    }
+}
+
+fn transient<E>(err: &SdkError<E>) -> BlobError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let text = match (http_status(err), err.code()) {
+        // The SDK's own rendering of service errors embeds the whole raw response.
+        (Some(status), code) => format!(
+            "HTTP {status} {}{}",
+            code.unwrap_or("(no error code)"),
+            err.message().map(|m| format!(": {m}")).unwrap_or_default()
+        ),
+        (None, _) => error_chain(err),
+    };
+    BlobError::Transient(text)
+}
+
+/// `outer: cause: root cause`, without the Debug dumps `DisplayErrorContext` appends.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(all(test, feature = "embedded-s3"))]
+mod tests {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+
+    use super::embedded::test_support::Harness;
+    use super::{BlobError, HashedObject};
+
+    // A well-known MD5 test vector, so the ETag can be checked without an MD5 implementation.
+    const FOX: &[u8] = b"The quick brown fox jumps over the lazy dog";
+    const FOX_MD5: &str = "9e107d9d372bb6826bd81d3542a419d6";
+
+    fn sha256_hex(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    async fn hash(h: &Harness, key: &str) -> (Result<HashedObject, BlobError>, Vec<u64>) {
+        let mut seen = Vec::new();
+        let res = h.store.sha256(key, &mut |n| seen.push(n)).await;
+        (res, seen)
+    }
+
+    #[tokio::test]
+    async fn ensure_bucket_is_idempotent() {
+        let h = Harness::new().await;
+        h.store.ensure_bucket().await.unwrap();
+        h.store.ensure_bucket().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn presigned_put_then_head_and_hash() {
+        let h = Harness::new().await;
+        let url = h.presign("up/fox.txt", "text/plain").await;
+        assert!(
+            url.contains("X-Amz-SignedHeaders=content-type%3Bhost"),
+            "{url}"
+        );
+        h.upload("up/fox.txt", "text/plain", FOX.to_vec()).await;
+
+        let head = h.store.head("up/fox.txt").await.unwrap();
+        assert_eq!(head.size, FOX.len() as u64);
+        assert_eq!(head.etag, FOX_MD5);
+        assert_eq!(head.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(h.store.head("up/fox.txt").await.unwrap(), head);
+
+        let (hashed, seen) = hash(&h, "up/fox.txt").await;
+        let hashed = hashed.unwrap();
+        assert_eq!(hashed.sha256_hex, sha256_hex(FOX));
+        assert_eq!(hashed.bytes, FOX.len() as u64);
+        assert_eq!(seen.last().copied(), Some(FOX.len() as u64));
+    }
+
+    #[tokio::test]
+    async fn missing_object_is_not_found() {
+        let h = Harness::new().await;
+        assert!(matches!(
+            h.store.head("nope").await,
+            Err(BlobError::NotFound)
+        ));
+        let (res, seen) = hash(&h, "nope").await;
+        assert!(matches!(res, Err(BlobError::NotFound)), "{res:?}");
+        assert!(seen.is_empty());
+    }
+
+    #[tokio::test]
+    async fn head_reports_stored_sha256_checksum() {
+        let h = Harness::new().await;
+        let body = b"checksummed body".to_vec();
+        let digest = Sha256::digest(&body);
+        h.store
+            .client
+            .put_object()
+            .bucket(h.store.bucket())
+            .key("sum/1")
+            .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
+            .body(body.clone().into())
+            .send()
+            .await
+            .unwrap();
+        let head = h.store.head("sum/1").await.unwrap();
+        assert_eq!(head.sha256_hex, Some(sha256_hex(&body)));
+        assert_eq!(head.size, body.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn multi_mib_object_hashes_correctly() {
+        let h = Harness::new().await;
+        let body: Vec<u8> = (0..8 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        h.upload("big/8mib", "application/octet-stream", body.clone())
+            .await;
+
+        let (hashed, seen) = hash(&h, "big/8mib").await;
+        let hashed = hashed.unwrap();
+        assert_eq!(hashed.sha256_hex, sha256_hex(&body));
+        assert_eq!(hashed.bytes, body.len() as u64);
+        assert!(seen.len() > 1, "progress should be reported per chunk");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(seen.last().copied(), Some(body.len() as u64));
+    }
+
+    #[tokio::test]
+    async fn delete_is_idempotent() {
+        let h = Harness::new().await;
+        h.upload("del/1", "text/plain", b"bye".to_vec()).await;
+        h.store.delete("del/1").await.unwrap();
+        assert!(matches!(
+            h.store.head("del/1").await,
+            Err(BlobError::NotFound)
+        ));
+        h.store.delete("del/1").await.unwrap();
+    }
+
+    #[test]
+    fn composite_or_malformed_checksums_are_ignored() {
+        let full = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(super::full_object_sha256_hex(&full), Some("07".repeat(32)));
+        assert_eq!(super::full_object_sha256_hex(&format!("{full}-3")), None);
+        assert_eq!(super::full_object_sha256_hex("not base64!"), None);
+        assert_eq!(super::full_object_sha256_hex("AAAA"), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! One typed configuration, read from flags and the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Where state lives: PostgreSQL.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/upconfirm"
+    )]
+    pub database_url: String,
+
+    /// Connections in this process's PostgreSQL pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+}
+
+/// The broker and the names of what the service declares on it.
+#[derive(Debug, Clone, Args)]
+pub struct QueueConfig {
+    /// AMQP URL of RabbitMQ.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Prefix of every queue and exchange the service declares.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "upconfirm")]
+    pub queue_prefix: String,
+
+    /// Deliveries of one message before it is dead-lettered.
+    #[arg(long, env = "QUEUE_DELIVERY_LIMIT", default_value_t = 5)]
+    pub delivery_limit: u32,
+}
+
+/// The S3 store that clients upload to.
+#[derive(Debug, Clone, Args)]
+pub struct S3Config {
+    /// S3 endpoint URL; when unset, `dev` serves an embedded store and other commands use AWS.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Bucket that holds every upload.
+    #[arg(long, env = "S3_BUCKET", default_value = "upconfirm")]
+    pub s3_bucket: String,
+
+    /// Region used to sign requests.
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Access key id (falls back to the AWS default credential chain when unset).
+    #[arg(long, env = "S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+
+    /// Secret access key.
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_force_path_style: bool,
+}
+
+/// How the content hash of an object is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HashPolicy {
+    /// SHA-256 of the bytes: from S3's full-object checksum, else streamed.
+    Sha256,
+    /// Derived from the ETag; reads no bytes.
+    Etag,
+}
+
+/// What the HTTP API needs beyond the shared connections.
+#[derive(Debug, Clone, Args)]
+pub struct ApiConfig {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Longest a sync confirm waits for its result before answering in the async form (ms).
+    #[arg(long, env = "SYNC_WAIT_MS", default_value_t = 10_000)]
+    pub sync_wait_ms: u64,
+
+    /// Largest accepted request body (bytes).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+}
+
+impl ApiConfig {
+    pub fn sync_wait(&self) -> Duration {
+        Duration::from_millis(self.sync_wait_ms)
+    }
+}
+
+/// Settings the API and the worker must agree on.
+#[derive(Debug, Clone, Args)]
+pub struct ConfirmConfig {
+    /// Size from which a confirm goes async without being asked (bytes).
+    #[arg(long, env = "ASYNC_THRESHOLD_BYTES", default_value_t = 104_857_600)]
+    pub async_threshold_bytes: i64,
+}
+
+/// What a worker needs beyond the shared connections.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// Jobs one worker process runs at once (and its prefetch).
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 16)]
+    pub worker_concurrency: u16,
+
+    /// How content hashes are obtained.
+    #[arg(long, env = "HASH_POLICY", value_enum, default_value_t = HashPolicy::Sha256)]
+    pub hash_policy: HashPolicy,
+
+    /// Longest a job retries transient failures before handing the message back (ms).
+    #[arg(long, env = "RETRY_BUDGET_MS", default_value_t = 30_000)]
+    pub retry_budget_ms: u64,
+}
+
+impl WorkerConfig {
+    pub fn retry_budget(&self) -> Duration {
+        Duration::from_millis(self.retry_budget_ms)
+    }
+}
+
+/// What the outbox relay needs.
+#[derive(Debug, Clone, Args)]
+pub struct RelayConfig {
+    /// How often the relay sweeps the outbox (ms).
+    #[arg(long, env = "RELAY_INTERVAL_MS", default_value_t = 500)]
+    pub relay_interval_ms: u64,
+
+    /// Age an outbox row must reach before the relay takes it over from the API (ms).
+    #[arg(long, env = "RELAY_MIN_AGE_MS", default_value_t = 2_000)]
+    pub relay_min_age_ms: u64,
+}
+
+/// Everything one process may run, assembled by the subcommand.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub s3: S3Config,
+    pub api: ApiConfig,
+    pub confirm: ConfirmConfig,
+    pub worker: WorkerConfig,
+    pub relay: RelayConfig,
+}
+
+/// Settings of `upconfirm dev` only.
+#[derive(Debug, Clone, Args)]
+pub struct DevConfig {
+    /// Folder of the embedded S3 store and the dev API key.
+    #[arg(long, env = "DEV_DATA_DIR", default_value = ".upconfirm-dev")]
+    pub data_dir: PathBuf,
+
+    /// Port of the embedded S3 store (0 picks a free one).
+    #[arg(long, env = "DEV_S3_PORT", default_value_t = 9000)]
+    pub s3_port: u16,
+}
+
+/// Every setting with its flag, for commands that run all components in one process.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct AllSettings {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub queue: QueueConfig,
+    #[command(flatten)]
+    pub s3: S3Config,
+    #[command(flatten)]
+    pub api: ApiConfig,
+    #[command(flatten)]
+    pub confirm: ConfirmConfig,
+    #[command(flatten)]
+    pub worker: WorkerConfig,
+    #[command(flatten)]
+    pub relay: RelayConfig,
+}
+
+impl From<AllSettings> for Config {
+    fn from(s: AllSettings) -> Self {
+        Config {
+            database: s.database,
+            queue: s.queue,
+            s3: s.s3,
+            api: s.api,
+            confirm: s.confirm,
+            worker: s.worker,
+            relay: s.relay,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, overridden by the environment only; what tests start from.
+    pub fn from_env() -> Config {
+        use clap::Parser;
+        AllSettings::parse_from(["upconfirm"]).into()
+    }
+}

@@ -1,0 +1,416 @@
+//! The confirm pipeline of spec §3.3, as a worker runs it, and the results it records.
+
+use std::time::{Duration, Instant};
+
+use backoff::ExponentialBackoff;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::api::error::ApiError;
+use crate::api::uploads::check_quota;
+use crate::blob::{BlobError, BlobStore, ObjectHead};
+use crate::config::HashPolicy;
+use crate::domain::{etags_match, unquote_etag, ContentHash, TaskStatus, UploadStatus};
+use crate::queue::ConfirmJob;
+use crate::store::confirm::{self as finish, BatchDestination, Finish, Verified};
+use crate::store::{tasks, tenancy, uploads, UploadRow};
+
+/// The answer to a completed confirmation (`ConfirmUploadResponse`), also the task's outputs.
+pub fn confirm_result(u: &UploadRow) -> Value {
+    json!({
+        "upload_id": u.id,
+        "status": u.status,
+        "etag": u.etag,
+        "file_size_bytes": u.file_size_bytes,
+        "file_hash": u.file_hash,
+        "verified_at": u.verified_at,
+        "completed_at": u.completed_at,
+        "object_id": u.object_id,
+        // With a submitted batch, the task to follow is the batch's.
+        "task_id": u.batch_task_id.as_ref().or(u.task_id.as_ref()),
+        "batch_id": u.batch_id,
+        "is_duplicate": u.is_duplicate,
+        "duplicate_of_upload_id": u.duplicate_of_upload_id,
+        "message": u.message,
+    })
+}
+
+/// A failed task's outputs: the error as the sync path answers it.
+pub fn failure_outputs(upload_id: &str, err: &ApiError) -> Value {
+    json!({ "upload_id": upload_id, "status_code": err.status().as_u16(), "error": err.body() })
+}
+
+/// The error a failed confirmation answers with, from its task's outputs.
+pub fn stored_failure(outputs: Option<&Value>) -> ApiError {
+    let status = outputs
+        .and_then(|o| o.get("status_code"))
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(400);
+    match outputs.and_then(|o| o.get("error")) {
+        Some(body) => ApiError::from_stored(status, body),
+        None => ApiError::bad_request("the confirmation failed"),
+    }
+}
+
+/// Why a confirmation cannot succeed, whatever is retried.
+fn verification_failure(reason: &str, message: String, expected: Value, actual: Value) -> ApiError {
+    ApiError::BadRequest {
+        message,
+        details: json!({ "reason": reason, "expected": expected, "actual": actual }),
+    }
+}
+
+/// What the client asked for in the confirm body, kept in the task's inputs.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ConfirmOptions {
+    pub etag: Option<String>,
+    pub file_size_bytes: Option<i64>,
+    #[serde(default)]
+    pub auto_submit_batch: bool,
+}
+
+/// A step that failed: for good, or worth another try.
+#[derive(Debug)]
+enum StepError {
+    Permanent(ApiError),
+    Transient(String),
+}
+
+impl From<sqlx::Error> for StepError {
+    fn from(e: sqlx::Error) -> Self {
+        StepError::Transient(format!("database: {e}"))
+    }
+}
+
+impl From<BlobError> for StepError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound => StepError::Permanent(verification_failure(
+                "object_not_found",
+                "the object was not found in storage: upload it to the presigned URL first".into(),
+                json!("object exists"),
+                json!(null),
+            )),
+            BlobError::Transient(msg) => StepError::Transient(format!("storage: {msg}")),
+        }
+    }
+}
+
+/// A job that could not finish now; the message goes back to the broker.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Retryable(pub String);
+
+/// Everything a worker needs to run confirmations.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub pool: PgPool,
+    pub blob: BlobStore,
+    pub hash_policy: HashPolicy,
+    pub async_threshold_bytes: i64,
+    pub retry_budget: Duration,
+    pub batches: BatchDestination,
+}
+
+impl Pipeline {
+    /// Runs one job to a terminal state, or says it must be retried later.
+    /// A job whose task is already terminal (a redelivery, a cancel) changes nothing.
+    pub async fn run(&self, job: &ConfirmJob) -> Result<(), Retryable> {
+        let Some(task) = tasks::start(&self.pool, &job.task_id)
+            .await
+            .map_err(|e| Retryable(format!("database: {e}")))?
+        else {
+            tracing::debug!("task already terminal or unknown; nothing to do");
+            return Ok(());
+        };
+        let options: ConfirmOptions =
+            serde_json::from_value(task.inputs.get("options").cloned().unwrap_or(Value::Null))
+                .unwrap_or_default();
+
+        let policy = ExponentialBackoff {
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(5),
+            max_elapsed_time: Some(self.retry_budget),
+            ..ExponentialBackoff::default()
+        };
+        let outcome = backoff::future::retry_notify(
+            policy,
+            || async {
+                self.attempt(job, &options).await.map_err(|e| match e {
+                    StepError::Permanent(err) => backoff::Error::permanent(StepError::Permanent(err)),
+                    transient => backoff::Error::transient(transient),
+                })
+            },
+            |err, wait: Duration| tracing::warn!(error = ?err, ?wait, "confirmation step failed; retrying"),
+        )
+        .await;
+
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(StepError::Permanent(err)) => {
+                let text = err.to_string();
+                finish::fail(
+                    &self.pool,
+                    &job.task_id,
+                    &job.upload_id,
+                    &text,
+                    &failure_outputs(&job.upload_id, &err),
+                )
+                .await
+                .map_err(|e| Retryable(format!("database: {e}")))?;
+                tracing::info!(error = %text, "confirmation failed");
+                Ok(())
+            }
+            Err(StepError::Transient(msg)) => {
+                self.mark_interrupted(&job.task_id, &msg).await;
+                Err(Retryable(msg))
+            }
+        }
+    }
+
+    async fn mark_interrupted(&self, task_id: &str, error: &str) {
+        let result = sqlx::query(
+            "UPDATE tasks SET status = $2, error = $3, updated_at = now()
+             WHERE id = $1 AND status = 'IN_PROGRESS'",
+        )
+        .bind(task_id)
+        .bind(TaskStatus::Interrupted.as_str())
+        .bind(error)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not mark the task interrupted");
+        }
+    }
+
+    async fn attempt(&self, job: &ConfirmJob, options: &ConfirmOptions) -> Result<(), StepError> {
+        let Some(upload) = uploads::find(&self.pool, &job.upload_id).await? else {
+            return Err(StepError::Permanent(ApiError::not_found("upload")));
+        };
+        if upload.status != UploadStatus::Processing.as_str()
+            || upload.task_id.as_deref() != Some(&job.task_id)
+        {
+            return Err(StepError::Permanent(ApiError::bad_request(
+                "the upload no longer awaits this confirmation",
+            )));
+        }
+
+        // Steps 1–3: the object exists, with the ETag and size the client gave.
+        let head = self.blob.head(&upload.s3_key).await?;
+        check_head(&head, options)?;
+        let size = i64::try_from(head.size).unwrap_or(i64::MAX);
+        if size >= self.async_threshold_bytes {
+            // A sync caller waiting on this task moves to the async answer.
+            self.report_progress(&job.task_id, 0, head.size).await?;
+        }
+
+        // Step 4: the content hash.
+        let content_hash = self.content_hash(&job.task_id, &upload, &head).await?;
+        if let Some(declared) = &upload.file_hash {
+            if self.hash_policy == HashPolicy::Sha256 && declared != content_hash.as_str() {
+                return Err(StepError::Permanent(verification_failure(
+                    "hash_mismatch",
+                    "the object's SHA-256 differs from the declared file_hash".into(),
+                    json!(declared),
+                    json!(content_hash.as_str()),
+                )));
+            }
+        }
+
+        // Step 5: quota, checked here and enforced again atomically when usage grows.
+        let namespace = tenancy::find_namespace_by_id(&self.pool, &upload.namespace_id)
+            .await?
+            .ok_or_else(|| StepError::Permanent(ApiError::not_found("namespace")))?;
+        check_quota(&namespace, size).map_err(StepError::Permanent)?;
+
+        // Steps 6–9, in one transaction.
+        let verified = Verified {
+            content_hash: content_hash.as_str().to_owned(),
+            size,
+            etag: unquote_etag(&head.etag).to_owned(),
+        };
+        let finished = finish::complete(
+            &self.pool,
+            &job.task_id,
+            &upload.id,
+            &verified,
+            options.auto_submit_batch,
+            &self.batches,
+            confirm_result,
+        )
+        .await?;
+        match finished {
+            Finish::Completed(_) | Finish::Stale => Ok(()),
+            Finish::QuotaExceeded { current, limit } => {
+                Err(StepError::Permanent(ApiError::QuotaExceeded {
+                    message: format!(
+                        "storing {size} more bytes would exceed the storage quota ({current} of {limit} bytes used)"
+                    ),
+                    resource: "storage_bytes".into(),
+                    current,
+                    limit,
+                }))
+            }
+        }
+    }
+
+    async fn content_hash(
+        &self,
+        task_id: &str,
+        upload: &UploadRow,
+        head: &ObjectHead,
+    ) -> Result<ContentHash, StepError> {
+        if self.hash_policy == HashPolicy::Etag {
+            return Ok(ContentHash::from_etag(&head.etag));
+        }
+        if let Some(hash) = head
+            .sha256_hex
+            .as_deref()
+            .and_then(|h| ContentHash::parse(h).ok())
+        {
+            return Ok(hash);
+        }
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        let reporter = self.spawn_progress_reporter(task_id, head.size, rx);
+        let mut progress = move |done: u64| {
+            tx.send_replace(done);
+        };
+        let hashed = self.blob.sha256(&upload.s3_key, &mut progress).await;
+        reporter.abort();
+        let hashed = hashed?;
+        if hashed.bytes != head.size {
+            return Err(StepError::Transient(format!(
+                "read {} bytes where HeadObject said {}; the object changed",
+                hashed.bytes, head.size
+            )));
+        }
+        ContentHash::parse(&hashed.sha256_hex)
+            .map_err(|e| StepError::Transient(format!("storage returned a bad hash: {e}")))
+    }
+
+    /// Writes hashing progress at most once a second, however fast bytes arrive.
+    fn spawn_progress_reporter(
+        &self,
+        task_id: &str,
+        total: u64,
+        mut rx: tokio::sync::watch::Receiver<u64>,
+    ) -> tokio::task::JoinHandle<()> {
+        let pipeline = self.clone();
+        let task_id = task_id.to_owned();
+        tokio::spawn(async move {
+            let mut last = Instant::now();
+            while rx.changed().await.is_ok() {
+                let wait = Duration::from_secs(1).saturating_sub(last.elapsed());
+                tokio::time::sleep(wait).await;
+                let done = *rx.borrow_and_update();
+                if let Err(e) = pipeline.report_progress(&task_id, done, total).await {
+                    tracing::debug!(error = ?e, "progress not recorded");
+                }
+                last = Instant::now();
+            }
+        })
+    }
+
+    async fn report_progress(&self, task_id: &str, done: u64, total: u64) -> Result<(), StepError> {
+        let percentage = if total == 0 {
+            100.0
+        } else {
+            (done as f64 * 100.0 / total as f64).min(100.0)
+        };
+        let progress =
+            json!({ "bytes_done": done, "bytes_total": total, "percentage": percentage });
+        tasks::set_progress(&self.pool, task_id, &progress).await?;
+        Ok(())
+    }
+}
+
+/// Steps 2–3: the ETag and size the client gave must be S3's.
+fn check_head(head: &ObjectHead, options: &ConfirmOptions) -> Result<(), StepError> {
+    if let Some(given) = &options.etag {
+        if !etags_match(given, &head.etag) {
+            return Err(StepError::Permanent(verification_failure(
+                "etag_mismatch",
+                "the given etag differs from the stored object's ETag".into(),
+                json!(unquote_etag(given)),
+                json!(unquote_etag(&head.etag)),
+            )));
+        }
+    }
+    if let Some(given) = options.file_size_bytes {
+        if u64::try_from(given).ok() != Some(head.size) {
+            return Err(StepError::Permanent(verification_failure(
+                "size_mismatch",
+                "the given file_size_bytes differs from the stored object's size".into(),
+                json!(given),
+                json!(head.size),
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> ObjectHead {
+        ObjectHead {
+            size: 10,
+            etag: "abc".into(),
+            sha256_hex: None,
+            content_type: None,
+        }
+    }
+
+    fn reason(result: Result<(), StepError>) -> Option<String> {
+        match result {
+            Ok(()) => None,
+            Err(StepError::Permanent(err)) => {
+                Some(err.body()["details"]["reason"].as_str().unwrap().to_owned())
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn head_checks() {
+        let opts = |etag: Option<&str>, size: Option<i64>| ConfirmOptions {
+            etag: etag.map(str::to_owned),
+            file_size_bytes: size,
+            auto_submit_batch: false,
+        };
+        let table = [
+            (opts(None, None), None),
+            (opts(Some("\"ABC\""), Some(10)), None),
+            (opts(Some("abd"), None), Some("etag_mismatch")),
+            (opts(None, Some(11)), Some("size_mismatch")),
+            (opts(Some("abd"), Some(11)), Some("etag_mismatch")),
+        ];
+        for (options, want) in table {
+            assert_eq!(
+                reason(check_head(&head(), &options)).as_deref(),
+                want,
+                "{options:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn failures_replay_as_stored() {
+        let err = verification_failure("size_mismatch", "m".into(), json!(1), json!(2));
+        let outputs = failure_outputs("upl_x", &err);
+        let replayed = stored_failure(Some(&outputs));
+        assert_eq!(replayed.status().as_u16(), 400);
+        assert_eq!(replayed.body()["details"]["reason"], "size_mismatch");
+        let quota = ApiError::QuotaExceeded {
+            message: "q".into(),
+            resource: "storage_bytes".into(),
+            current: 5,
+            limit: 10,
+        };
+        let replayed = stored_failure(Some(&failure_outputs("upl_x", &quota)));
+        assert_eq!(replayed.status().as_u16(), 403);
+        assert_eq!(replayed.body()["type"], "QuotaExceededError");
+    }
+}

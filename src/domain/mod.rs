@@ -1,0 +1,39 @@
+//! Pure domain types: ids, statuses and their legal transitions, checked values.
+//! Nothing here does I/O.
+
+mod ids;
+mod status;
+mod values;
+
+pub use ids::{new_api_key, new_id, IdKind};
+pub use status::{TaskStatus, TaskType, UploadStatus};
+pub use values::{
+    blob_type_for, etags_match, unquote_etag, BlobProperty, BlobType, ContentHash, ContentType,
+    Filename, InvalidValue,
+};
+
+/// Whether a confirmation runs in the background from the start.
+pub fn confirm_is_async(asked_async: bool, known_size: Option<i64>, threshold: i64) -> bool {
+    asked_async || known_size.is_some_and(|size| size >= threshold)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn async_decision() {
+        let t = 104_857_600;
+        let cases = [
+            (false, None, false),
+            (true, None, true),
+            (false, Some(t - 1), false),
+            (false, Some(t), true),
+            (false, Some(t + 1), true),
+            (true, Some(1), true),
+        ];
+        for (asked, size, want) in cases {
+            assert_eq!(confirm_is_async(asked, size, t), want, "{asked} {size:?}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+use std::fmt;
+
+/// Where an upload is in its life: `PENDING` → `PROCESSING` → `COMPLETED` | `FAILED` | `CANCELED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Canceled,
+}
+
+impl UploadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadStatus::Pending => "PENDING",
+            UploadStatus::Processing => "PROCESSING",
+            UploadStatus::Completed => "COMPLETED",
+            UploadStatus::Failed => "FAILED",
+            UploadStatus::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "PENDING" => UploadStatus::Pending,
+            "PROCESSING" => UploadStatus::Processing,
+            "COMPLETED" => UploadStatus::Completed,
+            "FAILED" => UploadStatus::Failed,
+            "CANCELED" => UploadStatus::Canceled,
+            _ => return None,
+        })
+    }
+
+    /// A new confirmation may start from here (a failed one may be retried after a re-upload).
+    pub fn can_confirm(self) -> bool {
+        matches!(self, UploadStatus::Pending | UploadStatus::Failed)
+    }
+}
+
+impl fmt::Display for UploadStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a task is: `QUEUED` → `IN_PROGRESS` → terminal; `INTERRUPTED` awaits redelivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Queued,
+    InProgress,
+    Interrupted,
+    Completed,
+    CompletedWithErrors,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "QUEUED",
+            TaskStatus::InProgress => "IN_PROGRESS",
+            TaskStatus::Interrupted => "INTERRUPTED",
+            TaskStatus::Completed => "COMPLETED",
+            TaskStatus::CompletedWithErrors => "COMPLETED_WITH_ERRORS",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "QUEUED" => TaskStatus::Queued,
+            "IN_PROGRESS" => TaskStatus::InProgress,
+            "INTERRUPTED" => TaskStatus::Interrupted,
+            "COMPLETED" => TaskStatus::Completed,
+            "COMPLETED_WITH_ERRORS" => TaskStatus::CompletedWithErrors,
+            "FAILED" => TaskStatus::Failed,
+            "CANCELED" => TaskStatus::Canceled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed
+                | TaskStatus::CompletedWithErrors
+                | TaskStatus::Failed
+                | TaskStatus::Canceled
+        )
+    }
+
+    /// A worker may (re)start the task's job from here.
+    pub fn can_start(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Queued | TaskStatus::InProgress | TaskStatus::Interrupted
+        )
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The task types of the wire contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskType {
+    UploadConfirm,
+    UploadBatchConfirm,
+    BatchSubmit,
+}
+
+impl TaskType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::UploadConfirm => "api_buckets_uploads_confirm",
+            TaskType::UploadBatchConfirm => "api_buckets_uploads_batch_confirm",
+            TaskType::BatchSubmit => "api_buckets_batches_submit",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_statuses_round_trip_and_confirmability() {
+        let table = [
+            (UploadStatus::Pending, true),
+            (UploadStatus::Processing, false),
+            (UploadStatus::Completed, false),
+            (UploadStatus::Failed, true),
+            (UploadStatus::Canceled, false),
+        ];
+        for (status, confirmable) in table {
+            assert_eq!(UploadStatus::parse(status.as_str()), Some(status));
+            assert_eq!(status.can_confirm(), confirmable, "{status}");
+        }
+        assert_eq!(UploadStatus::parse("pending"), None);
+    }
+
+    #[test]
+    fn task_statuses_round_trip_and_terminality() {
+        let table = [
+            (TaskStatus::Queued, false, true),
+            (TaskStatus::InProgress, false, true),
+            (TaskStatus::Interrupted, false, true),
+            (TaskStatus::Completed, true, false),
+            (TaskStatus::CompletedWithErrors, true, false),
+            (TaskStatus::Failed, true, false),
+            (TaskStatus::Canceled, true, false),
+        ];
+        for (status, terminal, startable) in table {
+            assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
+            assert_eq!(status.is_terminal(), terminal, "{status}");
+            assert_eq!(status.can_start(), startable, "{status}");
+        }
+    }
+}

@@ -1,0 +1,296 @@
+use std::fmt;
+
+/// Why a value from a client was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidValue(pub String);
+
+impl fmt::Display for InvalidValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn invalid<T>(message: impl Into<String>) -> Result<T, InvalidValue> {
+    Err(InvalidValue(message.into()))
+}
+
+/// A filename safe to put in an S3 key: 1..255 characters, no separators, `..` or controls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filename(String);
+
+impl Filename {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let chars = s.chars().count();
+        if chars == 0 || chars > 255 {
+            return invalid("filename must be 1 to 255 characters");
+        }
+        if s.contains('/') || s.contains('\\') {
+            return invalid("filename must not contain '/' or '\\'");
+        }
+        if s.contains("..") {
+            return invalid("filename must not contain '..'");
+        }
+        if s.chars().any(char::is_control) {
+            return invalid("filename must not contain control characters");
+        }
+        Ok(Filename(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name without its last extension, as a blob property candidate.
+    pub fn stem(&self) -> &str {
+        match self.0.rfind('.') {
+            Some(i) if i > 0 => &self.0[..i],
+            _ => &self.0,
+        }
+    }
+}
+
+/// A MIME type `type/subtype`, lower-cased, as signed into the presigned URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType(String);
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 127
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+}
+
+impl ContentType {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        match s.split_once('/') {
+            Some((kind, sub)) if is_token(kind) && is_token(sub) => {
+                Ok(ContentType(s.to_ascii_lowercase()))
+            }
+            _ => invalid("content_type must be a MIME type such as 'image/png'"),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The kind of a blob, as the bucket schema names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobType(String);
+
+impl BlobType {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+        if ok {
+            Ok(BlobType(s.to_owned()))
+        } else {
+            invalid("blob_type must be an upper-case type such as IMAGE, VIDEO or DOCUMENT")
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The blob type a content type implies when the client names none.
+pub fn blob_type_for(content_type: &ContentType) -> BlobType {
+    let ct = content_type.as_str();
+    let kind = if ct.starts_with("video/") {
+        "VIDEO"
+    } else if ct.starts_with("image/") {
+        "IMAGE"
+    } else if ct.starts_with("audio/") {
+        "AUDIO"
+    } else if ct.starts_with("text/") {
+        "TEXT"
+    } else if ct == "application/pdf" {
+        "PDF"
+    } else {
+        "DOCUMENT"
+    };
+    BlobType(kind.to_owned())
+}
+
+/// A blob property name: `^[A-Za-z0-9_]+$`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobProperty(String);
+
+impl BlobProperty {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok = !s.is_empty()
+            && s.len() <= 255
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if ok {
+            Ok(BlobProperty(s.to_owned()))
+        } else {
+            invalid("blob_property must match ^[A-Za-z0-9_]+$")
+        }
+    }
+
+    /// A property derived from a filename stem: unfit characters become `_`.
+    pub fn from_stem(stem: &str) -> Self {
+        let cleaned: String = stem
+            .chars()
+            .take(255)
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        if cleaned.is_empty() {
+            BlobProperty("file".to_owned())
+        } else {
+            BlobProperty(cleaned)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A SHA-256 content hash: 64 lower-case hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if ok {
+            Ok(ContentHash(s.to_owned()))
+        } else {
+            invalid("file_hash must be 64 lower-case hex characters (SHA-256)")
+        }
+    }
+
+    /// The hash standing in for content under the `etag` policy, where no bytes are read.
+    pub fn from_etag(etag: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        ContentHash(hex::encode(Sha256::digest(
+            format!("etag:{}", unquote_etag(etag).to_ascii_lowercase()).as_bytes(),
+        )))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An ETag without the double quotes HTTP puts around it.
+pub fn unquote_etag(etag: &str) -> &str {
+    let t = etag.trim();
+    let t = t.strip_prefix("W/").unwrap_or(t);
+    t.strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(t)
+}
+
+/// ETags compare without quotes and without regard to case.
+pub fn etags_match(given: &str, actual: &str) -> bool {
+    unquote_etag(given).eq_ignore_ascii_case(unquote_etag(actual))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames() {
+        let table = [
+            ("a.txt", true),
+            ("photo 1.JPG", true),
+            ("résumé.pdf", true),
+            ("", false),
+            ("a/b", false),
+            ("a\\b", false),
+            ("..", false),
+            ("x..y", false),
+            ("bad\nname", false),
+            ("nul\0", false),
+        ];
+        for (name, ok) in table {
+            assert_eq!(Filename::parse(name).is_ok(), ok, "{name:?}");
+        }
+        assert!(Filename::parse(&"x".repeat(255)).is_ok());
+        assert!(Filename::parse(&"x".repeat(256)).is_err());
+        assert!(Filename::parse(&"é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn stems() {
+        let table = [
+            ("a.txt", "a"),
+            ("a.b.c", "a.b"),
+            (".hidden", ".hidden"),
+            ("x", "x"),
+        ];
+        for (name, stem) in table {
+            assert_eq!(Filename::parse(name).unwrap().stem(), stem);
+        }
+        assert_eq!(BlobProperty::from_stem("my photo-1").as_str(), "my_photo_1");
+        assert_eq!(BlobProperty::from_stem("").as_str(), "file");
+    }
+
+    #[test]
+    fn content_types_and_blob_types() {
+        let table = [
+            ("video/mp4", Some("VIDEO")),
+            ("image/PNG", Some("IMAGE")),
+            ("audio/mpeg", Some("AUDIO")),
+            ("text/plain", Some("TEXT")),
+            ("application/pdf", Some("PDF")),
+            ("application/vnd.ms-excel", Some("DOCUMENT")),
+            ("nope", None),
+            ("a/", None),
+            ("/b", None),
+            ("text/plain; charset=utf-8", None),
+            ("te xt/plain", None),
+        ];
+        for (ct, want) in table {
+            let parsed = ContentType::parse(ct);
+            assert_eq!(
+                parsed.as_ref().ok().map(|c| blob_type_for(c).0),
+                want.map(str::to_owned),
+                "{ct}"
+            );
+        }
+    }
+
+    #[test]
+    fn hashes() {
+        let ok = "a".repeat(64);
+        assert!(ContentHash::parse(&ok).is_ok());
+        assert!(ContentHash::parse(&"A".repeat(64)).is_err());
+        assert!(ContentHash::parse(&"a".repeat(63)).is_err());
+        assert!(ContentHash::parse(&"g".repeat(64)).is_err());
+        let e = ContentHash::from_etag("\"ABC\"");
+        assert_eq!(e, ContentHash::from_etag("abc"));
+        assert!(ContentHash::parse(e.as_str()).is_ok());
+    }
+
+    #[test]
+    fn etags() {
+        let table = [
+            ("abc", "abc", true),
+            ("\"abc\"", "abc", true),
+            ("ABC", "\"abc\"", true),
+            ("W/\"abc\"", "abc", true),
+            ("abd", "abc", false),
+            ("\"abc", "abc", false),
+        ];
+        for (given, actual, want) in table {
+            assert_eq!(etags_match(given, actual), want, "{given} {actual}");
+        }
+        assert_eq!(unquote_etag("\"x-2\""), "x-2");
+    }
+
+    #[test]
+    fn blob_properties_and_types() {
+        assert!(BlobProperty::parse("content_1").is_ok());
+        assert!(BlobProperty::parse("bad-name").is_err());
+        assert!(BlobProperty::parse("").is_err());
+        assert!(BlobType::parse("IMAGE").is_ok());
+        assert!(BlobType::parse("image").is_err());
+    }
+}

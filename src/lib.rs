@@ -1,0 +1,18 @@
+//! upconfirm finishes presigned S3 uploads: a thin HTTP API accepts confirmations, workers
+//! verify and hash the objects, and PostgreSQL records the results.
+
+pub mod admin;
+pub mod api;
+pub mod blob;
+pub mod cli;
+pub mod config;
+pub mod confirm;
+pub mod dev;
+pub mod domain;
+pub mod notify;
+pub mod queue;
+pub mod relay;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,181 @@
+//! Builds and runs the service's components; `main`, `dev` and the tests all start here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiSettings, AppState};
+use crate::blob::{BlobStore, S3Settings};
+use crate::config::{Config, S3Config};
+use crate::confirm::Pipeline;
+use crate::notify::TaskEvents;
+use crate::queue::{self, Publisher, Topology};
+use crate::store::confirm::BatchDestination;
+use crate::{relay, store, worker};
+
+/// Which components one process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Components {
+    pub api: bool,
+    pub worker: bool,
+    pub relay: bool,
+}
+
+impl Components {
+    pub fn all() -> Self {
+        Components {
+            api: true,
+            worker: true,
+            relay: true,
+        }
+    }
+}
+
+/// The running components of one process.
+pub struct Service {
+    pub api_addr: Option<SocketAddr>,
+    pub pool: PgPool,
+    pub blob: BlobStore,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub fn s3_settings(cfg: &S3Config) -> S3Settings {
+    S3Settings {
+        endpoint: cfg.s3_endpoint.clone(),
+        region: cfg.s3_region.clone(),
+        bucket: cfg.s3_bucket.clone(),
+        access_key_id: cfg.s3_access_key_id.clone(),
+        secret_access_key: cfg.s3_secret_access_key.clone(),
+        force_path_style: cfg.s3_force_path_style,
+    }
+}
+
+/// Connects to PostgreSQL, S3 and RabbitMQ, declares the topology, and spawns the components.
+/// The database must be migrated already (`upconfirm migrate`).
+pub async fn start(config: Config, components: Components) -> anyhow::Result<Service> {
+    let pool = store::connect(&config.database).await?;
+    let blob = BlobStore::connect(&s3_settings(&config.s3)).await?;
+    if let Err(err) = blob.ensure_bucket().await {
+        tracing::warn!(error = %err, bucket = %config.s3.s3_bucket, "could not make sure the S3 bucket exists");
+    }
+    let topology = Topology::from_config(&config.queue);
+    queue::declare_topology(&config.queue.amqp_url, &topology).await?;
+    let publisher = Publisher::new(&config.queue.amqp_url, topology.clone());
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    let mut api_addr = None;
+    if components.api {
+        let listener = api::bind(config.api.listen_addr).await?;
+        api_addr = Some(listener.local_addr()?);
+        let events = TaskEvents::default();
+        events.spawn_listener(pool.clone(), shutdown.clone());
+        let state = AppState {
+            pool: pool.clone(),
+            blob: blob.clone(),
+            publisher: publisher.clone(),
+            events,
+            settings: Arc::new(ApiSettings {
+                sync_wait: config.api.sync_wait(),
+                async_threshold_bytes: config.confirm.async_threshold_bytes,
+                max_body_bytes: config.api.max_body_bytes,
+            }),
+        };
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(err) = api::serve(listener, state, token).await {
+                tracing::error!(error = %err, "the API server stopped");
+            }
+        }));
+        tracing::info!(addr = ?api_addr, "API listening");
+    }
+    if components.worker {
+        let pipeline = Pipeline {
+            pool: pool.clone(),
+            blob: blob.clone(),
+            hash_policy: config.worker.hash_policy,
+            async_threshold_bytes: config.confirm.async_threshold_bytes,
+            retry_budget: config.worker.retry_budget(),
+            batches: BatchDestination {
+                exchange: topology.batches_exchange(),
+                routing_key: "batch.submitted".to_owned(),
+            },
+        };
+        tasks.push(tokio::spawn(worker::run(
+            config.queue.amqp_url.clone(),
+            topology.clone(),
+            config.worker.worker_concurrency.max(1),
+            pipeline,
+            shutdown.clone(),
+        )));
+    }
+    if components.relay {
+        tasks.push(tokio::spawn(relay::run(
+            pool.clone(),
+            publisher,
+            config.relay.clone(),
+            shutdown.clone(),
+        )));
+    }
+    Ok(Service {
+        api_addr,
+        pool,
+        blob,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Service {
+    /// The base URL of the API, when this process serves it.
+    pub fn base_url(&self) -> Option<String> {
+        self.api_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// A token that stops every component when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every component: the API finishes its requests, workers drain their jobs.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(Duration::from_secs(45), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("components did not stop in time");
+        }
+        self.pool.close().await;
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

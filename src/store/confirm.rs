@@ -1,0 +1,323 @@
+//! The end of a confirmation: every effect in one transaction, or none.
+
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+
+use super::models::UploadRow;
+use super::outbox::{self, OutboxMessage};
+use super::tasks::{self, NewTask};
+use super::uploads::UPLOAD_COLUMNS;
+use crate::domain::{new_id, IdKind, TaskStatus, TaskType};
+
+/// What the worker established about the object.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub content_hash: String,
+    pub size: i64,
+    pub etag: String,
+}
+
+/// Where to announce submitted batches.
+#[derive(Debug, Clone)]
+pub struct BatchDestination {
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+/// How finishing ended.
+#[derive(Debug)]
+pub enum Finish {
+    Completed(Box<UploadRow>),
+    /// Adding the object would pass the namespace's storage quota.
+    QuotaExceeded {
+        current: i64,
+        limit: i64,
+    },
+    /// The upload or task had moved on (a redelivery, a cancel): nothing was changed.
+    Stale,
+}
+
+/// Steps 6–9 of a confirmation: dedup, object, usage, batch, upload and task terminal.
+pub async fn complete(
+    pool: &PgPool,
+    task_id: &str,
+    upload_id: &str,
+    verified: &Verified,
+    auto_submit_batch: bool,
+    batches: &BatchDestination,
+    outputs: impl FnOnce(&UploadRow) -> Value,
+) -> sqlx::Result<Finish> {
+    let mut tx = pool.begin().await?;
+    let Some(upload) = lock_processing(&mut tx, task_id, upload_id).await? else {
+        return Ok(Finish::Stale);
+    };
+    let Some(organization_id): Option<String> = sqlx::query_scalar(
+        "SELECT organization_id FROM tasks WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED') FOR UPDATE",
+    )
+    .bind(task_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(Finish::Stale);
+    };
+
+    let new_object_id = upload
+        .create_object_on_confirm
+        .then(|| new_id(IdKind::Object));
+    // The first completed upload of a content in a bucket becomes its original.
+    let became_original: bool = sqlx::query_scalar(
+        "INSERT INTO bucket_contents (bucket_id, content_hash, upload_id, object_id)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+    )
+    .bind(&upload.bucket_id)
+    .bind(&verified.content_hash)
+    .bind(&upload.id)
+    .bind(&new_object_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .unwrap_or(false);
+
+    let duplicate_of: Option<(String, Option<String>)> = if upload.skip_duplicates
+        && !became_original
+    {
+        sqlx::query_as(
+            "SELECT upload_id, object_id FROM bucket_contents WHERE bucket_id = $1 AND content_hash = $2",
+        )
+        .bind(&upload.bucket_id)
+        .bind(&verified.content_hash)
+        .fetch_optional(&mut *tx)
+        .await?
+    } else {
+        None
+    };
+
+    let (object_id, batch) = match (&duplicate_of, new_object_id) {
+        (Some((_, original_object)), _) => (original_object.clone(), None),
+        (None, None) => (None, None),
+        (None, Some(object_id)) => {
+            if let Some((current, limit)) = add_usage(&mut tx, &upload, verified.size).await? {
+                tx.rollback().await?;
+                return Ok(Finish::QuotaExceeded { current, limit });
+            }
+            insert_object(&mut tx, &upload, &object_id, verified).await?;
+            let batch = if auto_submit_batch {
+                Some(submit_batch(&mut tx, &upload, &organization_id, &object_id, batches).await?)
+            } else {
+                None
+            };
+            (Some(object_id), batch)
+        }
+    };
+
+    let message = match &duplicate_of {
+        Some((original, _)) => format!("Duplicate of upload {original}; no new object created"),
+        None if object_id.is_some() => "Upload confirmed and object created".to_owned(),
+        None => "Upload confirmed".to_owned(),
+    };
+    let (batch_id, batch_task_id) = batch.unzip();
+    let completed: UploadRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE uploads SET status = 'COMPLETED', verified_at = now(), completed_at = now(),
+            updated_at = now(), etag = $2, file_size_bytes = $3, file_hash = $4, object_id = $5,
+            is_duplicate = $6, duplicate_of_upload_id = $7, batch_id = $8, batch_task_id = $9,
+            message = $10, error = NULL
+         WHERE id = $1 RETURNING {UPLOAD_COLUMNS}"
+    )))
+    .bind(&upload.id)
+    .bind(&verified.etag)
+    .bind(verified.size)
+    .bind(&verified.content_hash)
+    .bind(&object_id)
+    .bind(duplicate_of.is_some())
+    .bind(duplicate_of.as_ref().map(|(u, _)| u))
+    .bind(&batch_id)
+    .bind(&batch_task_id)
+    .bind(&message)
+    .fetch_one(&mut *tx)
+    .await?;
+
+    finish_task(
+        &mut tx,
+        task_id,
+        TaskStatus::Completed,
+        None,
+        &outputs(&completed),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Finish::Completed(Box::new(completed)))
+}
+
+/// A permanent failure: the upload and the task end `FAILED` with the reason.
+/// False when they had already moved on.
+pub async fn fail(
+    pool: &PgPool,
+    task_id: &str,
+    upload_id: &str,
+    error: &str,
+    outputs: &Value,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let failed = sqlx::query(
+        "UPDATE uploads SET status = 'FAILED', error = $3, updated_at = now()
+         WHERE id = $1 AND task_id = $2 AND status = 'PROCESSING'",
+    )
+    .bind(upload_id)
+    .bind(task_id)
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    let ended = finish_task(&mut tx, task_id, TaskStatus::Failed, Some(error), outputs).await?;
+    tx.commit().await?;
+    Ok(failed.rows_affected() == 1 || ended)
+}
+
+/// Ends a task that is not terminal yet, and tells its waiters.
+pub async fn finish_task(
+    conn: &mut PgConnection,
+    task_id: &str,
+    status: TaskStatus,
+    error: Option<&str>,
+    outputs: &Value,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE tasks SET status = $2, error = $3, outputs = $4, updated_at = now()
+         WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')",
+    )
+    .bind(task_id)
+    .bind(status.as_str())
+    .bind(error)
+    .bind(outputs)
+    .execute(&mut *conn)
+    .await?;
+    tasks::notify(conn, task_id).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn lock_processing(
+    conn: &mut PgConnection,
+    task_id: &str,
+    upload_id: &str,
+) -> sqlx::Result<Option<UploadRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads
+         WHERE id = $1 AND task_id = $2 AND status = 'PROCESSING' FOR UPDATE"
+    )))
+    .bind(upload_id)
+    .bind(task_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Grows the namespace's usage unless that passes its quota; then returns (current, limit).
+async fn add_usage(
+    conn: &mut PgConnection,
+    upload: &UploadRow,
+    size: i64,
+) -> sqlx::Result<Option<(i64, i64)>> {
+    let grown = sqlx::query(
+        "UPDATE namespaces SET storage_used_bytes = storage_used_bytes + $2
+         WHERE id = $1 AND (storage_quota_bytes IS NULL OR storage_used_bytes + $2 <= storage_quota_bytes)",
+    )
+    .bind(&upload.namespace_id)
+    .bind(size)
+    .execute(&mut *conn)
+    .await?;
+    if grown.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let (current, limit): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT storage_used_bytes, storage_quota_bytes FROM namespaces WHERE id = $1",
+    )
+    .bind(&upload.namespace_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(Some((current, limit.unwrap_or(0))))
+}
+
+async fn insert_object(
+    conn: &mut PgConnection,
+    upload: &UploadRow,
+    object_id: &str,
+    verified: &Verified,
+) -> sqlx::Result<()> {
+    let blobs = json!([{
+        "property": upload.blob_property,
+        "type": upload.blob_type,
+        "s3_key": upload.s3_key,
+        "content_type": upload.content_type,
+        "size_bytes": verified.size,
+        "file_hash": verified.content_hash,
+        "upload_id": upload.id,
+    }]);
+    sqlx::query(
+        "INSERT INTO objects (id, bucket_id, namespace_id, upload_id, blobs, metadata, status)
+         VALUES ($1, $2, $3, $4, $5, $6, 'ACTIVE')",
+    )
+    .bind(object_id)
+    .bind(&upload.bucket_id)
+    .bind(&upload.namespace_id)
+    .bind(&upload.id)
+    .bind(&blobs)
+    .bind(&upload.object_metadata)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Creates a one-object batch and submits it: `PENDING`, a submit task, and its announcement.
+async fn submit_batch(
+    conn: &mut PgConnection,
+    upload: &UploadRow,
+    organization_id: &str,
+    object_id: &str,
+    destination: &BatchDestination,
+) -> sqlx::Result<(String, String)> {
+    let batch_id = new_id(IdKind::Batch);
+    let task_id = new_id(IdKind::Task);
+    let inputs =
+        json!({ "batch_id": batch_id, "bucket_id": upload.bucket_id, "object_ids": [object_id] });
+    // Submitting is done once the announcement is committed to the outbox.
+    let outputs = json!({ "batch_id": batch_id, "object_count": 1 });
+    tasks::insert(
+        conn,
+        &NewTask {
+            id: &task_id,
+            organization_id,
+            namespace_id: &upload.namespace_id,
+            task_type: TaskType::BatchSubmit.as_str(),
+            status: TaskStatus::Completed.as_str(),
+            inputs: &inputs,
+            outputs: Some(&outputs),
+        },
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO batches (id, bucket_id, namespace_id, status, object_ids, task_id)
+         VALUES ($1, $2, $3, 'PENDING', $4, $5)",
+    )
+    .bind(&batch_id)
+    .bind(&upload.bucket_id)
+    .bind(&upload.namespace_id)
+    .bind(vec![object_id.to_owned()])
+    .bind(&task_id)
+    .execute(&mut *conn)
+    .await?;
+    let announcement = json!({
+        "batch_id": batch_id,
+        "bucket_id": upload.bucket_id,
+        "namespace_id": upload.namespace_id,
+        "object_ids": [object_id],
+        "task_id": task_id,
+    });
+    outbox::insert(
+        conn,
+        &OutboxMessage {
+            exchange: &destination.exchange,
+            routing_key: &destination.routing_key,
+            message_id: &batch_id,
+            payload: &announcement,
+        },
+    )
+    .await?;
+    Ok((batch_id, task_id))
+}

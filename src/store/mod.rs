@@ -1,0 +1,60 @@
+//! PostgreSQL: the pool, migrations, and every query the service runs.
+
+pub mod confirm;
+pub mod models;
+pub mod outbox;
+pub mod tasks;
+pub mod tenancy;
+pub mod uploads;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use crate::config::DatabaseConfig;
+
+pub use models::{BucketRow, NamespaceRow, TaskRow, UploadRow};
+
+/// The channel on which task state changes are announced (payload: the task id).
+pub const TASK_EVENTS_CHANNEL: &str = "upconfirm_task_events";
+
+/// Creates the database named in `url` when it does not exist yet.
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    if !Postgres::database_exists(url)
+        .await
+        .context("checking whether the database exists")?
+    {
+        if let Err(err) = Postgres::create_database(url).await {
+            // Another process may have created it in between.
+            if !Postgres::database_exists(url).await.unwrap_or(false) {
+                return Err(err).context("creating the database");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A pool whose every statement carries a timeout, so a stuck database never hangs a request.
+pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = cfg.database_url.parse().context("parsing DATABASE_URL")?;
+    let options = options
+        .application_name("upconfirm")
+        .options([("statement_timeout", "30s")]);
+    PgPoolOptions::new()
+        .max_connections(cfg.database_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL")
+}
+
+/// Applies the migrations under `migrations/`.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .context("applying migrations")
+}

@@ -1,0 +1,77 @@
+//! Rows as they are stored.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NamespaceRow {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub max_file_size_bytes: Option<i64>,
+    pub storage_quota_bytes: Option<i64>,
+    pub storage_used_bytes: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BucketRow {
+    pub id: String,
+    pub namespace_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub metadata: Value,
+    pub schema: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UploadRow {
+    pub id: String,
+    pub bucket_id: String,
+    pub namespace_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub file_size_bytes: Option<i64>,
+    pub presigned_url_expiration: i32,
+    pub s3_key: String,
+    pub status: String,
+    pub metadata: Value,
+    pub create_object_on_confirm: bool,
+    pub object_metadata: Option<Value>,
+    pub blob_property: String,
+    pub blob_type: String,
+    pub file_hash: Option<String>,
+    pub skip_duplicates: bool,
+    pub is_duplicate: bool,
+    pub duplicate_of_upload_id: Option<String>,
+    pub message: Option<String>,
+    pub etag: Option<String>,
+    pub object_id: Option<String>,
+    pub task_id: Option<String>,
+    pub batch_id: Option<String>,
+    pub batch_task_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: String,
+    pub organization_id: String,
+    pub namespace_id: Option<String>,
+    pub task_type: String,
+    pub status: String,
+    pub inputs: Value,
+    pub outputs: Option<Value>,
+    pub additional_data: Option<Value>,
+    pub error: Option<String>,
+    pub progress: Option<Value>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

@@ -1,0 +1,99 @@
+//! Task rows: what clients poll.
+
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+use super::models::TaskRow;
+use super::TASK_EVENTS_CHANNEL;
+
+const TASK_COLUMNS: &str = "id, organization_id, namespace_id, task_type, status, inputs, outputs, additional_data, error, progress, attempts, created_at, updated_at";
+
+#[derive(Debug, Clone)]
+pub struct NewTask<'a> {
+    pub id: &'a str,
+    pub organization_id: &'a str,
+    pub namespace_id: &'a str,
+    pub task_type: &'a str,
+    pub status: &'a str,
+    pub inputs: &'a Value,
+    pub outputs: Option<&'a Value>,
+}
+
+pub async fn insert(conn: &mut PgConnection, t: &NewTask<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO tasks (id, organization_id, namespace_id, task_type, status, inputs, outputs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(t.id)
+    .bind(t.organization_id)
+    .bind(t.namespace_id)
+    .bind(t.task_type)
+    .bind(t.status)
+    .bind(t.inputs)
+    .bind(t.outputs)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+pub async fn find(pool: &PgPool, task_id: &str) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
+    )))
+    .bind(task_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A task as its organization sees it; another organization's task does not exist.
+pub async fn find_for_organization(
+    pool: &PgPool,
+    organization_id: &str,
+    task_id: &str,
+) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND organization_id = $2"
+    )))
+    .bind(task_id)
+    .bind(organization_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Marks the task `IN_PROGRESS` when a worker may (re)start it, counting the attempt.
+/// `None` when the task is terminal or unknown.
+pub async fn start(pool: &PgPool, task_id: &str) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE tasks SET status = 'IN_PROGRESS', attempts = attempts + 1, updated_at = now()
+         WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')
+         RETURNING {TASK_COLUMNS}"
+    )))
+    .bind(task_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records hashing progress and tells waiters, who may switch to the async answer.
+pub async fn set_progress(pool: &PgPool, task_id: &str, progress: &Value) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE tasks SET progress = $2, updated_at = now()
+         WHERE id = $1 AND status = 'IN_PROGRESS'",
+    )
+    .bind(task_id)
+    .bind(progress)
+    .execute(&mut *tx)
+    .await?;
+    notify(&mut tx, task_id).await?;
+    tx.commit().await
+}
+
+/// Announces a change of the task, delivered when the surrounding transaction commits.
+pub async fn notify(conn: &mut PgConnection, task_id: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(TASK_EVENTS_CHANNEL)
+        .bind(task_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}

@@ -1,0 +1,154 @@
+//! Organizations, API keys, namespaces and buckets.
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+use super::models::{BucketRow, NamespaceRow};
+
+/// The organization owning a live key with this hash.
+pub async fn organization_for_key(pool: &PgPool, key_hash: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT organization_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(key_hash)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A namespace of the organization, named by id or by name.
+pub async fn find_namespace(
+    pool: &PgPool,
+    organization_id: &str,
+    ident: &str,
+) -> sqlx::Result<Option<NamespaceRow>> {
+    sqlx::query_as(
+        "SELECT id, organization_id, name, max_file_size_bytes, storage_quota_bytes, storage_used_bytes
+         FROM namespaces WHERE organization_id = $1 AND (id = $2 OR name = $2)
+         ORDER BY (id = $2) DESC LIMIT 1",
+    )
+    .bind(organization_id)
+    .bind(ident)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn insert_organization(pool: &PgPool, id: &str, name: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO organizations (id, name) VALUES ($1, $2)")
+        .bind(id)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+pub async fn insert_namespace(
+    pool: &PgPool,
+    id: &str,
+    organization_id: &str,
+    name: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO namespaces (id, organization_id, name) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(organization_id)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+pub async fn insert_api_key(
+    pool: &PgPool,
+    id: &str,
+    organization_id: &str,
+    key_hash: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO api_keys (id, organization_id, key_hash) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(organization_id)
+        .bind(key_hash)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Revokes the key with this hash; false when no live key has it.
+pub async fn revoke_api_key(pool: &PgPool, key_hash: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(key_hash)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets a namespace's limits; `None` removes a limit. False when there is no such namespace.
+pub async fn set_namespace_limits(
+    pool: &PgPool,
+    namespace_id: &str,
+    max_file_size_bytes: Option<i64>,
+    storage_quota_bytes: Option<i64>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE namespaces SET max_file_size_bytes = $2, storage_quota_bytes = $3 WHERE id = $1",
+    )
+    .bind(namespace_id)
+    .bind(max_file_size_bytes)
+    .bind(storage_quota_bytes)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Inserts a bucket; `None` when the name is taken in the namespace.
+pub async fn insert_bucket(
+    pool: &PgPool,
+    id: &str,
+    namespace_id: &str,
+    name: &str,
+    description: Option<&str>,
+    metadata: &Value,
+    schema: Option<&Value>,
+) -> sqlx::Result<Option<BucketRow>> {
+    sqlx::query_as(
+        "INSERT INTO buckets (id, namespace_id, name, description, metadata, schema)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (namespace_id, name) DO NOTHING
+         RETURNING id, namespace_id, name, description, metadata, schema, created_at, updated_at",
+    )
+    .bind(id)
+    .bind(namespace_id)
+    .bind(name)
+    .bind(description)
+    .bind(metadata)
+    .bind(schema)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A bucket of the namespace, named by id or by name.
+pub async fn find_bucket(
+    pool: &PgPool,
+    namespace_id: &str,
+    ident: &str,
+) -> sqlx::Result<Option<BucketRow>> {
+    sqlx::query_as(
+        "SELECT id, namespace_id, name, description, metadata, schema, created_at, updated_at
+         FROM buckets WHERE namespace_id = $1 AND (id = $2 OR name = $2)
+         ORDER BY (id = $2) DESC LIMIT 1",
+    )
+    .bind(namespace_id)
+    .bind(ident)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn find_namespace_by_id(pool: &PgPool, id: &str) -> sqlx::Result<Option<NamespaceRow>> {
+    sqlx::query_as(
+        "SELECT id, organization_id, name, max_file_size_bytes, storage_quota_bytes, storage_used_bytes
+         FROM namespaces WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
