@@ -37,6 +37,9 @@ pub enum Command {
         #[command(flatten)]
         dev: DevConfig,
     },
+    /// Load generators against a running service.
+    #[command(subcommand)]
+    Bench(BenchAction),
     /// Organizations, namespaces, API keys and limits.
     Admin {
         #[command(flatten)]
@@ -77,6 +80,12 @@ impl From<ServeSettings> for Config {
             relay: s.relay,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchAction {
+    /// Sequential sync confirm latency of distinct files.
+    Latency(crate::bench::LatencyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +165,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve((*s).into(), components).await
         }
         Command::Dev { settings, dev } => dev::run((*settings).into(), dev).await,
+        Command::Bench(BenchAction::Latency(args)) => crate::bench::latency(args).await,
         Command::Admin { database, action } => {
             let pool = store::connect(&database).await?;
             run_admin(&pool, action).await

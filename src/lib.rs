@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod bench;
 pub mod blob;
 pub mod cli;
 pub mod config;

@@ -99,6 +99,10 @@ async fn serve(listener: TcpListener, service: S3Service, mut shutdown: watch::R
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Streamed bodies go out in several writes; Nagle would hold each for a delayed ACK.
+                    if let Err(err) = stream.set_nodelay(true) {
+                        tracing::debug!(%err, "could not disable Nagle on an embedded S3 connection");
+                    }
                     let http = http.clone();
                     let service = service.clone();
                     let shutdown = shutdown.clone();

@@ -1,0 +1,124 @@
+//! `upconfirm bench`: load generators that talk to a running service over HTTP, as clients do.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Args)]
+pub struct LatencyArgs {
+    /// Base URL of the API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// API key (`sk_...`); defaults to the one `upconfirm dev` saved.
+    #[arg(long, env = "UPCONFIRM_API_KEY")]
+    pub key: Option<String>,
+    #[arg(long, default_value = "dev")]
+    pub namespace: String,
+    #[arg(long, default_value = "dev")]
+    pub bucket: String,
+    /// Confirmations to time, one after another.
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// Size of each uploaded file in bytes.
+    #[arg(long, default_value_t = 1_048_576)]
+    pub size: usize,
+}
+
+/// Creates, uploads and sync-confirms `count` distinct files one after another, timing only
+/// the confirm requests, and prints the distribution.
+pub async fn latency(args: LatencyArgs) -> anyhow::Result<()> {
+    let key = match args.key.clone() {
+        Some(k) => k,
+        None => std::fs::read_to_string(".upconfirm-dev/api-key")
+            .context("no --key given and no .upconfirm-dev/api-key")?
+            .trim()
+            .to_owned(),
+    };
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {key}");
+    let mut timings = Vec::with_capacity(args.count);
+    let mut body = vec![0u8; args.size];
+    let run = uuid::Uuid::new_v4();
+    for i in 0..args.count {
+        // Distinct content each time, so no confirm is a duplicate.
+        let stamp = format!("{run}-{i}");
+        body[..stamp.len()].copy_from_slice(stamp.as_bytes());
+        let created: Value = http
+            .post(format!("{}/v1/buckets/{}/uploads", args.api, args.bucket))
+            .header("Authorization", &auth)
+            .header("X-Namespace", &args.namespace)
+            .json(&json!({ "filename": format!("bench-{i}.bin"), "content_type": "application/octet-stream" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let url = created["presigned_url"]
+            .as_str()
+            .context("no presigned_url")?;
+        let upload_id = created["upload_id"].as_str().context("no upload_id")?;
+        http.put(url)
+            .header("Content-Type", "application/octet-stream")
+            .body(body.clone())
+            .send()
+            .await?
+            .error_for_status()?;
+        let started = Instant::now();
+        let confirmed: Value = http
+            .post(format!(
+                "{}/v1/buckets/{}/uploads/{upload_id}/confirm",
+                args.api, args.bucket
+            ))
+            .header("Authorization", &auth)
+            .header("X-Namespace", &args.namespace)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        timings.push(started.elapsed());
+        if confirmed["status"] != "COMPLETED" {
+            bail!("confirm {i} answered {confirmed}");
+        }
+    }
+    print_distribution("sync confirm", args.size, &mut timings);
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn print_distribution(what: &str, size: usize, timings: &mut [Duration]) {
+    if timings.is_empty() {
+        return;
+    }
+    timings.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mean = timings.iter().map(|d| ms(*d)).sum::<f64>() / timings.len() as f64;
+    println!(
+        "{what}: n={} size={size}B p50={:.2}ms p95={:.2}ms p99={:.2}ms mean={mean:.2}ms max={:.2}ms",
+        timings.len(),
+        ms(percentile(timings, 50.0)),
+        ms(percentile(timings, 95.0)),
+        ms(percentile(timings, 99.0)),
+        ms(timings[timings.len() - 1]),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_by_rank() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&sorted, 50.0), Duration::from_millis(51));
+        assert_eq!(percentile(&sorted, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&sorted, 0.0), Duration::from_millis(1));
+        assert_eq!(percentile(&sorted[..1], 99.0), Duration::from_millis(1));
+    }
+}
