@@ -205,3 +205,35 @@ async fn run_admin(pool: &sqlx::PgPool, action: AdminAction) -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn worker_settings_come_from_flags() {
+        let cli = Cli::try_parse_from([
+            "upconfirm",
+            "worker",
+            "--worker-concurrency",
+            "3",
+            "--queue-prefix",
+            "p",
+        ])
+        .unwrap();
+        let Command::Worker(settings) = cli.command else {
+            panic!("parsed {cli:?}");
+        };
+        let config: Config = (*settings).into();
+        assert_eq!(config.worker.worker_concurrency, 3);
+        assert_eq!(config.queue.queue_prefix, "p");
+        assert!(Cli::try_parse_from(["upconfirm", "worker", "--worker-concurrency", "x"]).is_err());
+    }
+}

@@ -157,6 +157,11 @@ impl TestApp {
         }
     }
 
+    /// The prefix of this test's queues and exchanges.
+    pub fn queue_prefix(&self) -> &str {
+        &self.queue_prefix
+    }
+
     pub fn blob(&self) -> &BlobStore {
         &self.service.as_ref().expect("service running").blob
     }
