@@ -208,3 +208,34 @@ async fn malformed_json_is_a_client_error_in_the_envelope() {
     assert_envelope(status, &body);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_paths_methods_and_bodies_answer_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let bucket = bucket_name("edge");
+    app.create_bucket(&bucket).await;
+
+    let (status, body) = send(app.get("/v1/buckets/%FF%FE")).await;
+    assert_error(status, &body, 404, "NotFoundError");
+    let (status, body) = send(app.get("/v1/no/such/route")).await;
+    assert_error(status, &body, 404, "NotFoundError");
+    let (status, body) = send(app.delete(&format!("/v1/buckets/{bucket}"))).await;
+    assert_eq!(status.as_u16(), 405, "{body}");
+    assert_envelope(status, &body);
+
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let (status, body) = send(
+        app.post(&format!("/v1/buckets/{bucket}/uploads"))
+            .header("Content-Type", "application/json")
+            .body(json!({ "filename": "a.txt", "content_type": "text/plain", "metadata": { "pad": huge } }).to_string()),
+    )
+    .await;
+    assert_error(status, &body, 413, "PayloadTooLargeError");
+    let (status, body) = send(app.post(&format!(
+        "/v1/buckets/{bucket}/uploads/upl_x/confirm?async=maybe"
+    )))
+    .await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert_envelope(status, &body);
+    app.stop().await;
+}

@@ -1,12 +1,12 @@
 //! `POST /v1/buckets`, `GET /v1/buckets/{bucket_identifier}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{BodySchema, StrictJson, Tenant};
+use super::extract::{ApiPath, BodySchema, StrictJson, Tenant};
 use super::AppState;
 use crate::domain::{new_id, BlobType, IdKind};
 use crate::store::{tenancy, BucketRow};
@@ -113,7 +113,7 @@ pub async fn resolve(
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(ident): Path<String>,
+    ApiPath(ident): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(bucket_json(&resolve(&state, &tenant, &ident).await?)))
 }

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::extract::{BodySchema, OptionalJson, StrictQuery, Tenant};
+use super::extract::{ApiPath, BodySchema, OptionalJson, StrictQuery, Tenant};
 use super::{buckets, uploads, AppState};
 use crate::confirm::{confirm_result, stored_failure, ConfirmOptions};
 use crate::domain::{confirm_is_async, new_id, IdKind, TaskStatus, TaskType, UploadStatus};
@@ -77,7 +77,7 @@ fn options_from(body: ConfirmBody) -> Result<ConfirmOptions, ApiError> {
 pub async fn confirm(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path((bucket_ident, upload_id)): Path<(String, String)>,
+    ApiPath((bucket_ident, upload_id)): ApiPath<(String, String)>,
     StrictQuery(query): StrictQuery<ConfirmQuery>,
     OptionalJson(body): OptionalJson<ConfirmBody>,
 ) -> Result<Json<Value>, ApiError> {

@@ -185,6 +185,20 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for StrictQuery<T> {
     }
 }
 
+/// Path parameters; an undecodable one names no resource, so it is a 404 in the envelope.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|_| ApiError::NotFound("no such resource".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,11 @@
 //! `GET /v1/tasks/{task_id}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::Caller;
+use super::extract::{ApiPath, Caller};
 use super::AppState;
 use crate::store::{tasks, TaskRow};
 
@@ -27,7 +27,7 @@ pub fn task_json(t: &TaskRow) -> Value {
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(task_id): Path<String>,
+    ApiPath(task_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let task = tasks::find_for_organization(&state.pool, &caller.organization_id, &task_id)
         .await?

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::buckets;
 use super::error::ApiError;
-use super::extract::{BodySchema, StrictJson, Tenant};
+use super::extract::{ApiPath, BodySchema, StrictJson, Tenant};
 use super::AppState;
 use crate::domain::{
     blob_type_for, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename, IdKind,
@@ -203,7 +203,7 @@ fn now_micros() -> DateTime<Utc> {
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(bucket_ident): Path<String>,
+    ApiPath(bucket_ident): ApiPath<String>,
     StrictJson(body): StrictJson<CreateUpload>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
@@ -325,7 +325,7 @@ pub async fn resolve(
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path((bucket_ident, upload_id)): Path<(String, String)>,
+    ApiPath((bucket_ident, upload_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
     Ok(Json(upload_json(
