@@ -233,6 +233,15 @@ async fn settled(
     task: &TaskRow,
     upload_id: &str,
 ) -> Result<Option<Json<Value>>, ApiError> {
+    // A worker found the object large: that confirmation is async, however far it got.
+    let total = task
+        .progress
+        .as_ref()
+        .and_then(|p| p.get("bytes_total"))
+        .and_then(Value::as_i64);
+    if total.is_some_and(|t| t >= state.settings.async_threshold_bytes) {
+        return Ok(Some(async_answer(upload_id, &task.id)));
+    }
     match TaskStatus::parse(&task.status) {
         Some(TaskStatus::Completed) => {
             let upload = store::uploads::find(&state.pool, upload_id)
@@ -242,17 +251,6 @@ async fn settled(
         }
         Some(TaskStatus::Failed) => Err(stored_failure(task.outputs.as_ref())),
         Some(TaskStatus::Canceled) => Err(ApiError::bad_request("the confirmation was canceled")),
-        _ => {
-            // A worker found the object large: the client is told to poll instead.
-            let total = task
-                .progress
-                .as_ref()
-                .and_then(|p| p.get("bytes_total"))
-                .and_then(Value::as_i64);
-            if total.is_some_and(|t| t >= state.settings.async_threshold_bytes) {
-                return Ok(Some(async_answer(upload_id, &task.id)));
-            }
-            Ok(None)
-        }
+        _ => Ok(None),
     }
 }
