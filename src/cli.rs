@@ -1,11 +1,8 @@
 //! The `upconfirm` command line.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::config::{
-    AllSettings, ApiConfig, Config, ConfirmConfig, DatabaseConfig, DevConfig, QueueConfig,
-    RelayConfig, S3Config, WorkerConfig,
-};
+use crate::config::{Config, DatabaseConfig, DevConfig};
 use crate::startup::{self, Components};
 use crate::{admin, dev, store};
 
@@ -25,15 +22,15 @@ pub enum Command {
     /// Create the database if needed and apply migrations.
     Migrate(DatabaseConfig),
     /// Serve the HTTP API (with an outbox relay).
-    Api(Box<ServeSettings>),
+    Api(Box<Config>),
     /// Consume confirmation jobs.
-    Worker(Box<ServeSettings>),
+    Worker(Box<Config>),
     /// Only sweep the outbox to the broker.
-    Relay(Box<ServeSettings>),
+    Relay(Box<Config>),
     /// Everything in one process, on an embedded S3 store when none is configured.
     Dev {
         #[command(flatten)]
-        settings: Box<AllSettings>,
+        settings: Box<Config>,
         #[command(flatten)]
         dev: DevConfig,
     },
@@ -47,39 +44,6 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
-}
-
-/// The settings of a long-running component.
-#[derive(Debug, Args)]
-pub struct ServeSettings {
-    #[command(flatten)]
-    database: DatabaseConfig,
-    #[command(flatten)]
-    queue: QueueConfig,
-    #[command(flatten)]
-    s3: S3Config,
-    #[command(flatten)]
-    api: ApiConfig,
-    #[command(flatten)]
-    confirm: ConfirmConfig,
-    #[command(flatten)]
-    worker: WorkerConfig,
-    #[command(flatten)]
-    relay: RelayConfig,
-}
-
-impl From<ServeSettings> for Config {
-    fn from(s: ServeSettings) -> Self {
-        Config {
-            database: s.database,
-            queue: s.queue,
-            s3: s.s3,
-            api: s.api,
-            confirm: s.confirm,
-            worker: s.worker,
-            relay: s.relay,
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,7 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 worker: false,
                 relay: true,
             };
-            serve((*s).into(), components).await
+            serve(*s, components).await
         }
         Command::Worker(s) => {
             let components = Components {
@@ -154,7 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 worker: true,
                 relay: false,
             };
-            serve((*s).into(), components).await
+            serve(*s, components).await
         }
         Command::Relay(s) => {
             let components = Components {
@@ -162,9 +126,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 worker: false,
                 relay: true,
             };
-            serve((*s).into(), components).await
+            serve(*s, components).await
         }
-        Command::Dev { settings, dev } => dev::run((*settings).into(), dev).await,
+        Command::Dev { settings, dev } => dev::run(*settings, dev).await,
         Command::Bench(BenchAction::Latency(args)) => crate::bench::latency(args).await,
         Command::Admin { database, action } => {
             let pool = store::connect(&database).await?;
@@ -231,7 +195,7 @@ mod tests {
         let Command::Worker(settings) = cli.command else {
             panic!("parsed {cli:?}");
         };
-        let config: Config = (*settings).into();
+        let config = *settings;
         assert_eq!(config.worker.worker_concurrency, 3);
         assert_eq!(config.queue.queue_prefix, "p");
         assert!(Cli::try_parse_from(["upconfirm", "worker", "--worker-concurrency", "x"]).is_err());

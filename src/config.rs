@@ -143,18 +143,6 @@ pub struct RelayConfig {
     pub relay_min_age_ms: u64,
 }
 
-/// Everything one process may run, assembled by the subcommand.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: DatabaseConfig,
-    pub queue: QueueConfig,
-    pub s3: S3Config,
-    pub api: ApiConfig,
-    pub confirm: ConfirmConfig,
-    pub worker: WorkerConfig,
-    pub relay: RelayConfig,
-}
-
 /// Settings of `upconfirm dev` only.
 #[derive(Debug, Clone, Args)]
 pub struct DevConfig {
@@ -167,9 +155,9 @@ pub struct DevConfig {
     pub s3_port: u16,
 }
 
-/// Every setting with its flag, for commands that run all components in one process.
+/// Every setting of a long-running process, with its flag and environment variable.
 #[derive(Debug, Clone, clap::Parser)]
-pub struct AllSettings {
+pub struct Config {
     #[command(flatten)]
     pub database: DatabaseConfig,
     #[command(flatten)]
@@ -186,24 +174,10 @@ pub struct AllSettings {
     pub relay: RelayConfig,
 }
 
-impl From<AllSettings> for Config {
-    fn from(s: AllSettings) -> Self {
-        Config {
-            database: s.database,
-            queue: s.queue,
-            s3: s.s3,
-            api: s.api,
-            confirm: s.confirm,
-            worker: s.worker,
-            relay: s.relay,
-        }
-    }
-}
-
 impl Config {
     /// The defaults, overridden by the environment only; what tests start from.
     pub fn from_env() -> Config {
         use clap::Parser;
-        AllSettings::parse_from(["upconfirm"]).into()
+        Config::parse_from(["upconfirm"])
     }
 }

@@ -49,15 +49,7 @@ fn async_answer(upload_id: &str, task_id: &str) -> Json<Value> {
 }
 
 fn options_from(body: ConfirmBody) -> Result<ConfirmOptions, ApiError> {
-    if let Some(size) = body.file_size_bytes {
-        if size < 1 {
-            return Err(ApiError::invalid(
-                "greater_than_equal",
-                &["body", "file_size_bytes"],
-                "file_size_bytes must be at least 1",
-            ));
-        }
-    }
+    uploads::check_declared_size(body.file_size_bytes)?;
     if let Some(etag) = &body.etag {
         if etag.trim().is_empty() || etag.len() > 1024 {
             return Err(ApiError::invalid(

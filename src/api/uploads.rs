@@ -88,6 +88,18 @@ fn field_error(field: &str) -> impl Fn(InvalidValue) -> ApiError + '_ {
     move |e| ApiError::invalid("value_error", &["body", field], e.0)
 }
 
+/// A size a client declares is at least one byte.
+pub fn check_declared_size(size: Option<i64>) -> Result<(), ApiError> {
+    match size {
+        Some(s) if s < 1 => Err(ApiError::invalid(
+            "greater_than_equal",
+            &["body", "file_size_bytes"],
+            "file_size_bytes must be at least 1",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a size past the namespace's per-file limit or its remaining storage.
 pub fn check_quota(namespace: &NamespaceRow, size: i64) -> Result<(), ApiError> {
     if let Some(limit) = namespace.max_file_size_bytes {
@@ -210,15 +222,7 @@ pub async fn create(
     let filename = Filename::parse(&body.filename).map_err(field_error("filename"))?;
     let content_type =
         ContentType::parse(&body.content_type).map_err(field_error("content_type"))?;
-    if let Some(size) = body.file_size_bytes {
-        if size < 1 {
-            return Err(ApiError::invalid(
-                "greater_than_equal",
-                &["body", "file_size_bytes"],
-                "file_size_bytes must be at least 1",
-            ));
-        }
-    }
+    check_declared_size(body.file_size_bytes)?;
     let expiration = body.presigned_url_expiration.unwrap_or(3600);
     if !(60..=86_400).contains(&expiration) {
         return Err(ApiError::invalid(
