@@ -440,3 +440,46 @@ async fn concurrent_confirms_agree_on_one_object() {
     assert_eq!(app.count_objects_for_upload(&id).await, 1);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etag_hash_policy_reads_no_bytes_and_still_deduplicates() {
+    let app = TestApp::spawn_with(|cfg| {
+        cfg.worker.hash_policy = upconfirm::config::HashPolicy::Etag;
+    })
+    .await;
+    let bucket = bucket_name("etagpolicy");
+    app.create_bucket(&bucket).await;
+    let bytes = random_bytes(2_000);
+    let (first, _, etag) = app
+        .upload_file_etag(
+            &bucket,
+            "a.bin",
+            "application/octet-stream",
+            &bytes,
+            json!({}),
+        )
+        .await;
+    let (status, c1) = app.confirm(&bucket, &first, "", None).await;
+    assert_eq!(status, StatusCode::OK, "{c1}");
+    let expected = upconfirm::domain::ContentHash::from_etag(&etag.expect("PUT ETag"));
+    assert_eq!(c1["file_hash"], json!(expected.as_str()), "{c1}");
+    assert_ne!(
+        c1["file_hash"],
+        json!(sha256_hex(&bytes)),
+        "no bytes were hashed"
+    );
+
+    let (second, _) = app
+        .upload_file(
+            &bucket,
+            "b.bin",
+            "application/octet-stream",
+            &bytes,
+            json!({}),
+        )
+        .await;
+    let (_, c2) = app.confirm(&bucket, &second, "", None).await;
+    assert_eq!(c2["is_duplicate"], json!(true), "{c2}");
+    assert_eq!(c2["object_id"], c1["object_id"], "{c2}");
+    app.stop().await;
+}
