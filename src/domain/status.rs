@@ -123,6 +123,16 @@ impl TaskType {
             TaskType::BatchSubmit => "api_buckets_batches_submit",
         }
     }
+
+    pub const ALL: [TaskType; 3] = [
+        TaskType::UploadConfirm,
+        TaskType::UploadBatchConfirm,
+        TaskType::BatchSubmit,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        TaskType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +153,14 @@ mod tests {
             assert_eq!(status.can_confirm(), confirmable, "{status}");
         }
         assert_eq!(UploadStatus::parse("pending"), None);
+    }
+
+    #[test]
+    fn task_types_round_trip() {
+        for t in TaskType::ALL {
+            assert_eq!(TaskType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(TaskType::parse("API_BUCKETS_UPLOADS_CONFIRM"), None);
     }
 
     #[test]

@@ -3,11 +3,13 @@
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 
+use super::batch_confirm;
+use super::batches;
+pub use super::batches::BatchDestination;
 use super::models::UploadRow;
-use super::outbox::{self, OutboxMessage};
-use super::tasks::{self, NewTask};
+use super::tasks;
 use super::uploads::UPLOAD_COLUMNS;
-use crate::domain::{new_id, IdKind, TaskStatus, TaskType};
+use crate::domain::{new_id, IdKind, TaskStatus};
 
 /// What the worker established about the object.
 #[derive(Debug, Clone)]
@@ -15,13 +17,6 @@ pub struct Verified {
     pub content_hash: String,
     pub size: i64,
     pub etag: String,
-}
-
-/// Where to announce submitted batches.
-#[derive(Debug, Clone)]
-pub struct BatchDestination {
-    pub exchange: String,
-    pub routing_key: String,
 }
 
 /// How finishing ended.
@@ -171,8 +166,27 @@ pub async fn fail(
     Ok(failed.rows_affected() == 1 || ended)
 }
 
-/// Ends a task that is not terminal yet, and tells its waiters.
+/// Ends a confirmation's task that is not terminal yet, tells its waiters, and records the
+/// result on the batch confirmations following it (ending those whose last item it was).
 pub async fn finish_task(
+    conn: &mut PgConnection,
+    task_id: &str,
+    status: TaskStatus,
+    error: Option<&str>,
+    outputs: &Value,
+) -> sqlx::Result<bool> {
+    if !end_task(conn, task_id, status, error, outputs).await? {
+        return Ok(false);
+    }
+    let result = batch_confirm::item_result(status, error, outputs);
+    for parent in batch_confirm::settle(conn, task_id, &result).await? {
+        batch_confirm::finalize_if_done(conn, &parent).await?;
+    }
+    Ok(true)
+}
+
+/// Ends a task that is not terminal yet, and tells its waiters. True when it ended now.
+pub async fn end_task(
     conn: &mut PgConnection,
     task_id: &str,
     status: TaskStatus,
@@ -272,52 +286,17 @@ async fn submit_batch(
     object_id: &str,
     destination: &BatchDestination,
 ) -> sqlx::Result<(String, String)> {
-    let batch_id = new_id(IdKind::Batch);
-    let task_id = new_id(IdKind::Task);
-    let inputs =
-        json!({ "batch_id": batch_id, "bucket_id": upload.bucket_id, "object_ids": [object_id] });
-    // Submitting is done once the announcement is committed to the outbox.
-    let outputs = json!({ "batch_id": batch_id, "object_count": 1 });
-    tasks::insert(
-        conn,
-        &NewTask {
-            id: &task_id,
-            organization_id,
-            namespace_id: &upload.namespace_id,
-            task_type: TaskType::BatchSubmit.as_str(),
-            status: TaskStatus::Completed.as_str(),
-            inputs: &inputs,
-            outputs: Some(&outputs),
-        },
+    let draft = batches::insert(
+        &mut *conn,
+        &new_id(IdKind::Batch),
+        &upload.bucket_id,
+        &upload.namespace_id,
+        &[object_id.to_owned()],
+        &json!({}),
     )
     .await?;
-    sqlx::query(
-        "INSERT INTO batches (id, bucket_id, namespace_id, status, object_ids, task_id)
-         VALUES ($1, $2, $3, 'PENDING', $4, $5)",
-    )
-    .bind(&batch_id)
-    .bind(&upload.bucket_id)
-    .bind(&upload.namespace_id)
-    .bind(vec![object_id.to_owned()])
-    .bind(&task_id)
-    .execute(&mut *conn)
-    .await?;
-    let announcement = json!({
-        "batch_id": batch_id,
-        "bucket_id": upload.bucket_id,
-        "namespace_id": upload.namespace_id,
-        "object_ids": [object_id],
-        "task_id": task_id,
-    });
-    outbox::insert(
-        conn,
-        &OutboxMessage {
-            exchange: &destination.exchange,
-            routing_key: &destination.routing_key,
-            message_id: &batch_id,
-            payload: &announcement,
-        },
-    )
-    .await?;
-    Ok((batch_id, task_id))
+    let submitted = batches::submit(conn, &draft.id, organization_id, destination)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok((draft.id, submitted.task_id))
 }

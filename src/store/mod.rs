@@ -1,7 +1,11 @@
 //! PostgreSQL: the pool, migrations, and every query the service runs.
 
+pub mod batch_confirm;
+pub mod batches;
+pub mod cancel;
 pub mod confirm;
 pub mod models;
+pub mod objects;
 pub mod outbox;
 pub mod tasks;
 pub mod tenancy;
@@ -16,7 +20,7 @@ use sqlx::{PgPool, Postgres};
 
 use crate::config::DatabaseConfig;
 
-pub use models::{BucketRow, NamespaceRow, TaskRow, UploadRow};
+pub use models::{BatchRow, BucketRow, NamespaceRow, ObjectRow, TaskRow, UploadRow};
 
 /// The channel on which task state changes are announced (payload: the task id).
 pub const TASK_EVENTS_CHANNEL: &str = "upconfirm_task_events";

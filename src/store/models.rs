@@ -75,3 +75,29 @@ pub struct TaskRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BatchRow {
+    pub id: String,
+    pub bucket_id: String,
+    pub namespace_id: String,
+    pub status: String,
+    pub object_ids: Vec<String>,
+    pub task_id: Option<String>,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ObjectRow {
+    pub id: String,
+    pub bucket_id: String,
+    pub namespace_id: String,
+    pub upload_id: String,
+    pub blobs: Value,
+    pub metadata: Option<Value>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

@@ -45,6 +45,50 @@ pub async fn find(pool: &PgPool, task_id: &str) -> sqlx::Result<Option<TaskRow>>
     .await
 }
 
+pub async fn find_in(conn: &mut PgConnection, task_id: &str) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
+    )))
+    .bind(task_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A page of the organization's tasks, newest first, and how many match.
+pub async fn list(
+    pool: &PgPool,
+    organization_id: &str,
+    status: Option<&str>,
+    task_type: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<TaskRow>, i64)> {
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks
+         WHERE organization_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::text IS NULL OR task_type = $3)
+         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+    )))
+    .bind(organization_id)
+    .bind(status)
+    .bind(task_type)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks
+         WHERE organization_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::text IS NULL OR task_type = $3)",
+    )
+    .bind(organization_id)
+    .bind(status)
+    .bind(task_type)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
 /// A task as its organization sees it; another organization's task does not exist.
 pub async fn find_for_organization(
     pool: &PgPool,

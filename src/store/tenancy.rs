@@ -152,3 +152,33 @@ pub async fn find_namespace_by_id(pool: &PgPool, id: &str) -> sqlx::Result<Optio
     .fetch_optional(pool)
     .await
 }
+
+/// A page of the namespace's buckets, newest first, and how many match.
+pub async fn list_buckets(
+    pool: &PgPool,
+    namespace_id: &str,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<BucketRow>, i64)> {
+    let pattern = search.map(super::uploads::like_pattern);
+    let rows = sqlx::query_as(
+        "SELECT id, namespace_id, name, description, metadata, schema, created_at, updated_at
+         FROM buckets WHERE namespace_id = $1 AND ($2::text IS NULL OR name ILIKE $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+    )
+    .bind(namespace_id)
+    .bind(&pattern)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(
+        "SELECT count(*) FROM buckets WHERE namespace_id = $1 AND ($2::text IS NULL OR name ILIKE $2)",
+    )
+    .bind(namespace_id)
+    .bind(&pattern)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::models::UploadRow;
 use super::outbox::{self, OutboxMessage};
@@ -11,7 +11,7 @@ use super::tasks::{self, NewTask};
 pub(crate) const UPLOAD_COLUMNS: &str = "id, bucket_id, namespace_id, filename, content_type, file_size_bytes, presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm, object_metadata, blob_property, blob_type, file_hash, skip_duplicates, is_duplicate, duplicate_of_upload_id, message, etag, object_id, task_id, batch_id, batch_task_id, error, created_at, updated_at, expires_at, verified_at, completed_at";
 
 /// An upload about to be stored, already validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct NewUpload {
     pub id: String,
     pub bucket_id: String,
@@ -60,6 +60,212 @@ pub async fn insert(pool: &PgPool, u: &NewUpload) -> sqlx::Result<UploadRow> {
     .bind(u.expires_at)
     .fetch_one(pool)
     .await
+}
+
+/// Stores several uploads in one statement; all or none. Returned in the given order.
+pub async fn insert_many(pool: &PgPool, new: &[NewUpload]) -> sqlx::Result<Vec<UploadRow>> {
+    let rows: Vec<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO uploads (id, bucket_id, namespace_id, filename, content_type, file_size_bytes,
+            presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm,
+            object_metadata, blob_property, blob_type, file_hash, skip_duplicates, created_at,
+            updated_at, expires_at)
+         SELECT id, bucket_id, namespace_id, filename, content_type, file_size_bytes,
+            presigned_url_expiration, s3_key, 'PENDING', metadata, create_object_on_confirm,
+            object_metadata, blob_property, blob_type, file_hash, skip_duplicates, created_at,
+            created_at, expires_at
+         FROM jsonb_to_recordset($1) AS x(id text, bucket_id text, namespace_id text,
+            filename text, content_type text, file_size_bytes bigint,
+            presigned_url_expiration integer, s3_key text, metadata jsonb,
+            create_object_on_confirm boolean, object_metadata jsonb, blob_property text,
+            blob_type text, file_hash text, skip_duplicates boolean, created_at timestamptz,
+            expires_at timestamptz)
+         RETURNING {UPLOAD_COLUMNS}"
+    )))
+    .bind(sqlx::types::Json(new))
+    .fetch_all(pool)
+    .await?;
+    let mut by_id: std::collections::HashMap<String, UploadRow> =
+        rows.into_iter().map(|u| (u.id.clone(), u)).collect();
+    new.iter()
+        .map(|n| by_id.remove(&n.id).ok_or(sqlx::Error::RowNotFound))
+        .collect()
+}
+
+/// What a list of uploads selects, besides its bucket.
+#[derive(Debug, Clone, Default)]
+pub struct UploadFilter {
+    pub statuses: Option<Vec<String>>,
+    pub is_duplicate: Option<bool>,
+    /// Matched anywhere in the filename, case-insensitively.
+    pub search: Option<String>,
+}
+
+/// The columns a list may be ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadSort {
+    CreatedAt,
+    UpdatedAt,
+    Filename,
+    FileSize,
+    Status,
+}
+
+impl UploadSort {
+    pub const NAMES: [&'static str; 5] = [
+        "created_at",
+        "updated_at",
+        "filename",
+        "file_size_bytes",
+        "status",
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "created_at" => UploadSort::CreatedAt,
+            "updated_at" => UploadSort::UpdatedAt,
+            "filename" => UploadSort::Filename,
+            "file_size_bytes" => UploadSort::FileSize,
+            "status" => UploadSort::Status,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            UploadSort::CreatedAt => "created_at",
+            UploadSort::UpdatedAt => "updated_at",
+            UploadSort::Filename => "filename",
+            UploadSort::FileSize => "file_size_bytes",
+            UploadSort::Status => "status",
+        }
+    }
+}
+
+/// `%`, `_` and `\` match themselves in a search.
+pub fn like_pattern(search: &str) -> String {
+    let mut escaped = String::with_capacity(search.len() + 2);
+    escaped.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}
+
+/// A page of the bucket's uploads.
+pub async fn list(
+    pool: &PgPool,
+    bucket_id: &str,
+    filter: &UploadFilter,
+    sort: UploadSort,
+    descending: bool,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<UploadRow>> {
+    let direction = if descending { "DESC" } else { "ASC" };
+    let column = sort.column();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads
+         WHERE bucket_id = $1 AND ($2::text[] IS NULL OR status = ANY($2))
+           AND ($3::boolean IS NULL OR is_duplicate = $3)
+           AND ($4::text IS NULL OR filename ILIKE $4)
+         ORDER BY {column} {direction} NULLS LAST, id {direction} LIMIT $5 OFFSET $6"
+    )))
+    .bind(bucket_id)
+    .bind(&filter.statuses)
+    .bind(filter.is_duplicate)
+    .bind(filter.search.as_deref().map(like_pattern))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+}
+
+/// Uploads per status (and their declared or verified bytes) among those the filter selects,
+/// leaving its status condition out: the facets of a list.
+pub async fn count_by_status(
+    pool: &PgPool,
+    bucket_id: &str,
+    filter: &UploadFilter,
+) -> sqlx::Result<Vec<(String, i64, i64)>> {
+    sqlx::query_as(
+        "SELECT status, count(*), coalesce(sum(file_size_bytes), 0)::bigint FROM uploads
+         WHERE bucket_id = $1 AND ($2::boolean IS NULL OR is_duplicate = $2)
+           AND ($3::text IS NULL OR filename ILIKE $3)
+         GROUP BY status ORDER BY status",
+    )
+    .bind(bucket_id)
+    .bind(filter.is_duplicate)
+    .bind(filter.search.as_deref().map(like_pattern))
+    .fetch_all(pool)
+    .await
+}
+
+/// How a cancel request for an upload ended.
+#[derive(Debug)]
+pub enum UploadCancel {
+    /// It was `PENDING` or `FAILED` and is `CANCELED` now (or was already).
+    Canceled(Box<UploadRow>),
+    /// It is in a state that cannot be canceled; here it is.
+    Refused(Box<UploadRow>),
+    NotFound,
+}
+
+pub async fn cancel(pool: &PgPool, bucket_id: &str, upload_id: &str) -> sqlx::Result<UploadCancel> {
+    let canceled: Option<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE uploads SET status = 'CANCELED', updated_at = now(), message = 'Upload canceled'
+         WHERE id = $1 AND bucket_id = $2 AND status IN ('PENDING', 'FAILED')
+         RETURNING {UPLOAD_COLUMNS}"
+    )))
+    .bind(upload_id)
+    .bind(bucket_id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(u) = canceled {
+        return Ok(UploadCancel::Canceled(Box::new(u)));
+    }
+    Ok(match find_in_bucket(pool, bucket_id, upload_id).await? {
+        None => UploadCancel::NotFound,
+        Some(u) if u.status == "CANCELED" => UploadCancel::Canceled(Box::new(u)),
+        Some(u) => UploadCancel::Refused(Box::new(u)),
+    })
+}
+
+/// The error an upload never confirmed ends with.
+pub const EXPIRED_ERROR: &str = "expired: never confirmed";
+
+/// Locks up to `limit` uploads still `PENDING` past `expires_at + grace`, skipping those
+/// another sweeper holds. Returns (id, s3_key).
+pub async fn claim_expired(
+    conn: &mut PgConnection,
+    grace: std::time::Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT id, s3_key FROM uploads
+         WHERE status = 'PENDING' AND expires_at + make_interval(secs => $1) < now()
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(grace.as_secs_f64())
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Marks claimed uploads `FAILED` as expired.
+pub async fn mark_expired(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<u64> {
+    sqlx::query(
+        "UPDATE uploads SET status = 'FAILED', error = $2, updated_at = now()
+         WHERE id = ANY($1) AND status = 'PENDING'",
+    )
+    .bind(ids)
+    .bind(EXPIRED_ERROR)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected())
 }
 
 /// An upload of the bucket.

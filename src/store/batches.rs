@@ -1,0 +1,182 @@
+//! Batches of objects handed to downstream processors: `DRAFT` until submitted, then `PENDING`.
+
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+
+use super::models::BatchRow;
+use super::outbox::{self, OutboxMessage};
+use super::tasks::{self, NewTask};
+use crate::domain::{new_id, IdKind, TaskStatus, TaskType};
+
+/// Where submitted batches are announced.
+#[derive(Debug, Clone)]
+pub struct BatchDestination {
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+const BATCH_COLUMNS: &str =
+    "id, bucket_id, namespace_id, status, object_ids, task_id, metadata, created_at, updated_at";
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: &str,
+    bucket_id: &str,
+    namespace_id: &str,
+    object_ids: &[String],
+    metadata: &Value,
+) -> sqlx::Result<BatchRow> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO batches (id, bucket_id, namespace_id, status, object_ids, metadata)
+         VALUES ($1, $2, $3, 'DRAFT', $4, $5) RETURNING {BATCH_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(bucket_id)
+    .bind(namespace_id)
+    .bind(object_ids)
+    .bind(metadata)
+    .fetch_one(conn)
+    .await
+}
+
+/// The ids among `object_ids` that are not objects of the bucket.
+pub async fn missing_objects(
+    pool: &PgPool,
+    bucket_id: &str,
+    object_ids: &[String],
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT w.id FROM unnest($2::text[]) WITH ORDINALITY AS w(id, n)
+         WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.id = w.id AND o.bucket_id = $1)
+         ORDER BY w.n",
+    )
+    .bind(bucket_id)
+    .bind(object_ids)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn find_in_bucket(
+    pool: &PgPool,
+    bucket_id: &str,
+    batch_id: &str,
+) -> sqlx::Result<Option<BatchRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1 AND bucket_id = $2"
+    )))
+    .bind(batch_id)
+    .bind(bucket_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A page of the bucket's batches, newest first, and how many there are.
+pub async fn list(
+    pool: &PgPool,
+    bucket_id: &str,
+    status: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<BatchRow>, i64)> {
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BATCH_COLUMNS} FROM batches
+         WHERE bucket_id = $1 AND ($2::text IS NULL OR status = $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    )))
+    .bind(bucket_id)
+    .bind(status)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(
+        "SELECT count(*) FROM batches WHERE bucket_id = $1 AND ($2::text IS NULL OR status = $2)",
+    )
+    .bind(bucket_id)
+    .bind(status)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+/// What submitting recorded.
+#[derive(Debug)]
+pub struct Submitted {
+    pub batch: BatchRow,
+    pub task_id: String,
+    pub outbox_id: i64,
+    pub announcement: Value,
+}
+
+/// Submits a `DRAFT` batch: it goes `PENDING` with a submit task, and its announcement joins
+/// the outbox in the same transaction. `None` when the batch is not a draft.
+pub async fn submit(
+    conn: &mut PgConnection,
+    batch_id: &str,
+    organization_id: &str,
+    destination: &BatchDestination,
+) -> sqlx::Result<Option<Submitted>> {
+    let task_id = new_id(IdKind::Task);
+    let Some(draft): Option<BatchRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1 AND status = 'DRAFT' FOR UPDATE"
+    )))
+    .bind(batch_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let batch = draft;
+    let inputs = json!({
+        "batch_id": batch.id,
+        "bucket_id": batch.bucket_id,
+        "object_ids": batch.object_ids,
+    });
+    // Submitting is done once the announcement is committed to the outbox.
+    let outputs = json!({ "batch_id": batch.id, "object_count": batch.object_ids.len() });
+    tasks::insert(
+        conn,
+        &NewTask {
+            id: &task_id,
+            organization_id,
+            namespace_id: &batch.namespace_id,
+            task_type: TaskType::BatchSubmit.as_str(),
+            status: TaskStatus::Completed.as_str(),
+            inputs: &inputs,
+            outputs: Some(&outputs),
+        },
+    )
+    .await?;
+    let batch: BatchRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE batches SET status = 'PENDING', task_id = $2, updated_at = now()
+         WHERE id = $1 RETURNING {BATCH_COLUMNS}"
+    )))
+    .bind(&batch.id)
+    .bind(&task_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let announcement = json!({
+        "batch_id": batch.id,
+        "bucket_id": batch.bucket_id,
+        "namespace_id": batch.namespace_id,
+        "object_ids": batch.object_ids,
+        "task_id": task_id,
+        "metadata": batch.metadata,
+    });
+    let outbox_id = outbox::insert(
+        conn,
+        &OutboxMessage {
+            exchange: &destination.exchange,
+            routing_key: &destination.routing_key,
+            message_id: &batch.id,
+            payload: &announcement,
+        },
+    )
+    .await?;
+    Ok(Some(Submitted {
+        batch,
+        task_id,
+        outbox_id,
+        announcement,
+    }))
+}

@@ -1,0 +1,118 @@
+//! Canceling tasks: a canceled confirmation's job changes nothing when it runs.
+
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+
+use super::batch_confirm;
+use super::confirm::end_task;
+use super::models::TaskRow;
+use super::tasks;
+use crate::domain::{TaskStatus, TaskType};
+
+const CANCELED_ERROR: &str = "canceled by request";
+
+/// How a cancel request ended.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// The task was running or waiting and is `CANCELED` now.
+    Canceled(TaskRow),
+    /// It had been canceled before; nothing changed.
+    AlreadyCanceled(TaskRow),
+    /// It had already ended otherwise; nothing changed.
+    Terminal(TaskRow),
+    NotFound,
+}
+
+/// Cancels a task of the organization. A confirmation's upload returns to `PENDING`, so it
+/// can be confirmed again; a batch confirmation cancels its open items' confirmations.
+pub async fn cancel_task(
+    pool: &PgPool,
+    organization_id: &str,
+    task_id: &str,
+) -> sqlx::Result<CancelOutcome> {
+    let Some(task) = tasks::find_for_organization(pool, organization_id, task_id).await? else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    let mut tx = pool.begin().await?;
+    let mut touched = Vec::new();
+    let ended = if task.task_type == TaskType::UploadBatchConfirm.as_str() {
+        let children = batch_confirm::open_children(&mut tx, task_id).await?;
+        // Uploads first, as a finishing confirmation locks them.
+        sqlx::query(
+            "SELECT id FROM uploads WHERE task_id = ANY($1) AND status = 'PROCESSING'
+             ORDER BY id FOR UPDATE",
+        )
+        .bind(&children)
+        .execute(&mut *tx)
+        .await?;
+        for child in &children {
+            touched.extend(
+                cancel_confirmation(&mut tx, child)
+                    .await?
+                    .unwrap_or_default(),
+            );
+        }
+        let outputs = batch_confirm::partial_outputs(&mut tx, task_id).await?;
+        end_task(
+            &mut tx,
+            task_id,
+            TaskStatus::Canceled,
+            Some(CANCELED_ERROR),
+            &outputs,
+        )
+        .await?
+    } else {
+        let parents = cancel_confirmation(&mut tx, task_id).await?;
+        let ended = parents.is_some();
+        touched.extend(parents.unwrap_or_default());
+        ended
+    };
+    touched.sort();
+    touched.dedup();
+    for parent in touched.iter().filter(|p| p.as_str() != task_id) {
+        batch_confirm::finalize_if_done(&mut tx, parent).await?;
+    }
+    let current = tasks::find_in(&mut tx, task_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    tx.commit().await?;
+    let was_canceled = task.status == TaskStatus::Canceled.as_str();
+    Ok(match TaskStatus::parse(&current.status) {
+        Some(TaskStatus::Canceled) if ended && !was_canceled => CancelOutcome::Canceled(current),
+        Some(TaskStatus::Canceled) => CancelOutcome::AlreadyCanceled(current),
+        _ => CancelOutcome::Terminal(current),
+    })
+}
+
+/// Cancels one confirmation task: its upload back to `PENDING`, the task `CANCELED`, and the
+/// batch items following it settled. Returns the batch confirmations touched, or `None` (and
+/// no change) when the task had already ended.
+async fn cancel_confirmation(
+    conn: &mut PgConnection,
+    task_id: &str,
+) -> sqlx::Result<Option<Vec<String>>> {
+    sqlx::query(
+        "UPDATE uploads SET status = 'PENDING', updated_at = now(),
+            message = 'The confirmation was canceled; the upload can be confirmed again'
+         WHERE task_id = $1 AND status = 'PROCESSING'",
+    )
+    .bind(task_id)
+    .execute(&mut *conn)
+    .await?;
+    let outputs = json!({ "status": TaskStatus::Canceled.as_str(), "error": CANCELED_ERROR });
+    if !end_task(
+        conn,
+        task_id,
+        TaskStatus::Canceled,
+        Some(CANCELED_ERROR),
+        &outputs,
+    )
+    .await?
+    {
+        return Ok(None);
+    }
+    let result = batch_confirm::item_result(TaskStatus::Canceled, Some(CANCELED_ERROR), &outputs);
+    batch_confirm::settle(conn, task_id, &result)
+        .await
+        .map(Some)
+}
