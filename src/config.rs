@@ -143,6 +143,33 @@ pub struct RelayConfig {
     pub relay_min_age_ms: u64,
 }
 
+/// The sweep that fails uploads never confirmed (run by workers).
+#[derive(Debug, Clone, Args)]
+pub struct SweepConfig {
+    /// Time past an upload's `expires_at` before the sweep fails it (seconds).
+    #[arg(long, env = "EXPIRY_GRACE_SECONDS", default_value_t = 900)]
+    pub expiry_grace_seconds: u64,
+
+    /// How often each worker sweeps for expired uploads (seconds; 0 turns the sweep off).
+    #[arg(long, env = "EXPIRY_SWEEP_INTERVAL_SECONDS", default_value_t = 60)]
+    pub expiry_sweep_interval_seconds: u64,
+
+    /// Also delete the S3 objects of expired uploads.
+    #[arg(long, env = "EXPIRY_DELETE_OBJECTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub expiry_delete_objects: bool,
+}
+
+impl SweepConfig {
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.expiry_grace_seconds)
+    }
+
+    pub fn interval(&self) -> Option<Duration> {
+        (self.expiry_sweep_interval_seconds > 0)
+            .then(|| Duration::from_secs(self.expiry_sweep_interval_seconds))
+    }
+}
+
 /// Settings of `upconfirm dev` only.
 #[derive(Debug, Clone, Args)]
 pub struct DevConfig {
@@ -172,6 +199,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     #[command(flatten)]
     pub relay: RelayConfig,
+    #[command(flatten)]
+    pub sweep: SweepConfig,
 }
 
 impl Config {

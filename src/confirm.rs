@@ -207,6 +207,10 @@ impl Pipeline {
 
         // Step 4: the content hash.
         let content_hash = self.content_hash(&job.task_id, &upload, &head).await?;
+        if size >= self.async_threshold_bytes {
+            self.report_progress(&job.task_id, head.size, head.size)
+                .await?;
+        }
         if let Some(declared) = &upload.file_hash {
             if self.hash_policy == HashPolicy::Sha256 && declared != content_hash.as_str() {
                 return Err(StepError::Permanent(verification_failure(

@@ -15,5 +15,6 @@ pub mod queue;
 pub mod relay;
 pub mod startup;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 pub mod worker;

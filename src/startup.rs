@@ -15,7 +15,7 @@ use crate::confirm::Pipeline;
 use crate::notify::TaskEvents;
 use crate::queue::{self, Publisher, Topology};
 use crate::store::confirm::BatchDestination;
-use crate::{relay, store, worker};
+use crate::{relay, store, sweep, worker};
 
 /// Which components one process runs.
 #[derive(Debug, Clone, Copy)]
@@ -103,9 +103,15 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             retry_budget: config.worker.retry_budget(),
             batches: BatchDestination {
                 exchange: topology.batches_exchange(),
-                routing_key: "batch.submitted".to_owned(),
+                routing_key: queue::BATCH_SUBMITTED_ROUTING_KEY.to_owned(),
             },
         };
+        tasks.push(tokio::spawn(sweep::run(
+            pool.clone(),
+            blob.clone(),
+            config.sweep.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(worker::run(
             config.queue.amqp_url.clone(),
             topology.clone(),

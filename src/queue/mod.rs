@@ -46,6 +46,9 @@ impl Topology {
     }
 }
 
+/// The routing key of a submitted batch's announcement on the batches exchange.
+pub const BATCH_SUBMITTED_ROUTING_KEY: &str = "batch.submitted";
+
 /// The job a worker runs: confirm the upload the task names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfirmJob {
