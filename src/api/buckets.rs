@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{ApiPath, BodySchema, StrictJson, Tenant};
+use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, Tenant};
+use super::pages::Page;
 use super::AppState;
 use crate::domain::{new_id, BlobType, IdKind};
 use crate::store::{tenancy, BucketRow};
@@ -97,6 +98,39 @@ pub async fn create(
         ))
     })?;
     Ok(Json(bucket_json(&bucket)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListBuckets {
+    search: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+impl BodySchema for ListBuckets {
+    const FIELDS: &'static [&'static str] = &["search", "limit", "offset"];
+}
+
+/// `POST /v1/buckets/list`: the namespace's buckets, newest first; `search` matches names.
+pub async fn list(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    OptionalJson(body): OptionalJson<ListBuckets>,
+) -> Result<Json<Value>, ApiError> {
+    let page = Page::parse(body.limit, body.offset)?;
+    let search = body.search.filter(|s| !s.is_empty());
+    let (rows, total) = tenancy::list_buckets(
+        &state.pool,
+        &tenant.namespace.id,
+        search.as_deref(),
+        page.limit,
+        page.offset,
+    )
+    .await?;
+    Ok(Json(json!({
+        "results": rows.iter().map(bucket_json).collect::<Vec<_>>(),
+        "pagination": page.json(total),
+    })))
 }
 
 /// The bucket a path names, in the caller's namespace.

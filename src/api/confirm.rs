@@ -9,11 +9,15 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::extract::{ApiPath, BodySchema, OptionalJson, StrictQuery, Tenant};
+use super::extract::{
+    parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
+};
+use super::tasks::task_json;
 use super::{buckets, uploads, AppState};
 use crate::confirm::{confirm_result, stored_failure, ConfirmOptions};
 use crate::domain::{confirm_is_async, new_id, IdKind, TaskStatus, TaskType, UploadStatus};
 use crate::queue::ConfirmJob;
+use crate::store::batch_confirm::{self, BatchStart, ItemRequest};
 use crate::store::outbox::OutboxMessage;
 use crate::store::tasks::NewTask;
 use crate::store::uploads::{begin_confirmation, ConfirmStart};
@@ -46,6 +50,120 @@ fn async_answer(upload_id: &str, task_id: &str) -> Json<Value> {
         "task_id": task_id,
         "message": format!("Confirmation in progress; poll GET /v1/tasks/{task_id}"),
     }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConfirmItem {
+    upload_id: String,
+    etag: Option<String>,
+    file_size_bytes: Option<i64>,
+}
+
+impl BodySchema for ConfirmItem {
+    const FIELDS: &'static [&'static str] = &["upload_id", "etag", "file_size_bytes"];
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BatchConfirmBody {
+    confirmations: Vec<Value>,
+}
+
+impl BodySchema for BatchConfirmBody {
+    const FIELDS: &'static [&'static str] = &["confirmations"];
+}
+
+/// `POST /v1/buckets/{b}/uploads/confirm/batch`: always async. Each item is an ordinary
+/// confirmation (its own job, so workers run them side by side) that one parent task follows.
+pub async fn confirm_batch(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiPath(bucket_ident): ApiPath<String>,
+    StrictJson(body): StrictJson<BatchConfirmBody>,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+    uploads::check_batch_len("confirmations", body.confirmations.len())?;
+    let mut items = Vec::with_capacity(body.confirmations.len());
+    for (index, item) in body.confirmations.into_iter().enumerate() {
+        let at = |e: ApiError| e.at_item("confirmations", index);
+        let item: ConfirmItem = parse_value(item).map_err(at)?;
+        let options = options_from(ConfirmBody {
+            etag: item.etag,
+            file_size_bytes: item.file_size_bytes,
+            auto_submit_batch: None,
+        })
+        .map_err(at)?;
+        if item.upload_id.is_empty() || item.upload_id.len() > 128 {
+            return Err(at(ApiError::invalid(
+                "value_error",
+                &["body", "upload_id"],
+                "upload_id must be 1 to 128 characters",
+            )));
+        }
+        items.push(ItemRequest {
+            upload_id: item.upload_id,
+            options: serde_json::to_value(&options).map_err(|e| ApiError::Internal(e.into()))?,
+        });
+    }
+
+    let task_id = new_id(IdKind::Task);
+    let inputs = json!({
+        "bucket_id": bucket.id,
+        "confirmations": items.iter().map(|i| json!({"upload_id": i.upload_id, "options": i.options})).collect::<Vec<_>>(),
+    });
+    let queue = state.publisher.topology().confirm_queue();
+    let started = batch_confirm::begin(
+        &state.pool,
+        &NewTask {
+            id: &task_id,
+            organization_id: &tenant.organization_id,
+            namespace_id: &tenant.namespace.id,
+            task_type: TaskType::UploadBatchConfirm.as_str(),
+            status: TaskStatus::Queued.as_str(),
+            inputs: &inputs,
+            outputs: None,
+        },
+        &bucket.id,
+        &items,
+        &queue,
+        |task_id, upload_id| {
+            json!(ConfirmJob {
+                task_id: task_id.to_owned(),
+                upload_id: upload_id.to_owned(),
+            })
+        },
+    )
+    .await?;
+    let (parent, jobs) = match started {
+        BatchStart::Accepted { parent, jobs } => (parent, jobs),
+        BatchStart::Unknown(ids) => {
+            return Err(ApiError::Missing {
+                message: format!(
+                    "{} upload(s) not found in this bucket: {}",
+                    ids.len(),
+                    ids.join(", ")
+                ),
+                details: json!({ "upload_ids": ids }),
+            })
+        }
+    };
+    let committed: Vec<Committed<'_>> = jobs
+        .iter()
+        .map(|j| Committed {
+            outbox_id: j.outbox_id,
+            exchange: "",
+            routing_key: &queue,
+            message_id: &j.task_id,
+            payload: &j.payload,
+        })
+        .collect();
+    publish_now(&state, &committed).await;
+    Ok(Json(json!({
+        "task_id": parent.id,
+        "status": parent.status,
+        "confirmations_count": items.len(),
+        "task": task_json(&parent),
+        "message": format!("{} confirmation(s) accepted; poll GET /v1/tasks/{}", items.len(), parent.id),
+    })))
 }
 
 fn options_from(body: ConfirmBody) -> Result<ConfirmOptions, ApiError> {
@@ -165,33 +283,59 @@ async fn start(
     )
     .await?;
     if let ConfirmStart::Started { outbox_id, .. } = &started {
-        publish_now(state, *outbox_id, &queue, &task_id, &payload).await;
+        publish_now(
+            state,
+            &[Committed {
+                outbox_id: *outbox_id,
+                exchange: "",
+                routing_key: &queue,
+                message_id: &task_id,
+                payload: &payload,
+            }],
+        )
+        .await;
     }
     Ok(started)
 }
 
-/// Publishing right after commit saves a relay interval; if it fails, the relay publishes later.
-async fn publish_now(
-    state: &AppState,
-    outbox_id: i64,
-    queue: &str,
-    task_id: &str,
-    payload: &Value,
-) {
-    let bytes = payload.to_string();
-    match state
-        .publisher
-        .publish("", queue, task_id, bytes.as_bytes())
-        .await
-    {
-        Ok(()) => {
-            if let Err(e) = store::outbox::delete(&state.pool, outbox_id).await {
-                tracing::warn!(error = %e, outbox_id, "published job left in the outbox; the relay will resend it");
+/// A message committed to the outbox, to publish at once.
+pub struct Committed<'a> {
+    pub outbox_id: i64,
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub message_id: &'a str,
+    pub payload: &'a Value,
+}
+
+/// Publishing right after commit saves a relay interval; what fails, the relay publishes later.
+pub async fn publish_now(state: &AppState, messages: &[Committed<'_>]) {
+    let publishes = messages.iter().map(|m| async move {
+        let bytes = m.payload.to_string();
+        state
+            .publisher
+            .publish(m.exchange, m.routing_key, m.message_id, bytes.as_bytes())
+            .await
+            .map(|()| m.outbox_id)
+            .map_err(|e| (m.outbox_id, e))
+    });
+    let mut confirmed = Vec::with_capacity(messages.len());
+    for result in futures::future::join_all(publishes).await {
+        match result {
+            Ok(id) => confirmed.push(id),
+            Err((outbox_id, e)) => {
+                tracing::warn!(error = %e, outbox_id, "message not published; the relay will publish it")
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, outbox_id, "job not published; the relay will publish it")
-        }
+    }
+    if confirmed.is_empty() {
+        return;
+    }
+    let deleted = match state.pool.acquire().await {
+        Ok(mut conn) => store::outbox::delete_many(&mut conn, &confirmed).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = deleted {
+        tracing::warn!(error = %e, "published messages left in the outbox; the relay will resend them");
     }
 }
 

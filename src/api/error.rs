@@ -35,6 +35,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    /// Several things named in the request do not exist; `details` lists them.
+    #[error("{message}")]
+    Missing { message: String, details: Value },
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{message}")]
@@ -80,11 +83,49 @@ impl ApiError {
         ApiError::Validation(vec![ValidationIssue::new(kind, location, message)])
     }
 
+    /// The same error about item `index` of the body's list `list`: validation issues are
+    /// relocated under it, and every message names it.
+    pub fn at_item(self, list: &str, index: usize) -> Self {
+        let prefix = format!("{list}[{index}]");
+        match self {
+            ApiError::Validation(issues) => ApiError::Validation(
+                issues
+                    .into_iter()
+                    .map(|mut issue| {
+                        let rest = issue.location.split_off(1.min(issue.location.len()));
+                        issue.location = ["body".to_owned(), list.to_owned(), index.to_string()]
+                            .into_iter()
+                            .chain(rest)
+                            .collect();
+                        issue.message = format!("{prefix}: {}", issue.message);
+                        issue
+                    })
+                    .collect(),
+            ),
+            ApiError::QuotaExceeded {
+                message,
+                resource,
+                current,
+                limit,
+            } => ApiError::QuotaExceeded {
+                message: format!("{prefix}: {message}"),
+                resource,
+                current,
+                limit,
+            },
+            ApiError::BadRequest { message, details } => ApiError::BadRequest {
+                message: format!("{prefix}: {message}"),
+                details,
+            },
+            other => other,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::Missing { .. } => StatusCode::NOT_FOUND,
             ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
             ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -100,7 +141,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => "BadRequestError",
             ApiError::Unauthorized(_) => "UnauthorizedError",
-            ApiError::NotFound(_) => "NotFoundError",
+            ApiError::NotFound(_) | ApiError::Missing { .. } => "NotFoundError",
             ApiError::AlreadyExists(_) => "AlreadyExistsError",
             ApiError::QuotaExceeded { .. } => "QuotaExceededError",
             ApiError::Validation(_) => "ValidationError",
@@ -114,9 +155,9 @@ impl ApiError {
 
     fn details(&self) -> Value {
         match self {
-            ApiError::BadRequest { details, .. } | ApiError::Stored { details, .. } => {
-                details.clone()
-            }
+            ApiError::BadRequest { details, .. }
+            | ApiError::Stored { details, .. }
+            | ApiError::Missing { details, .. } => details.clone(),
             ApiError::QuotaExceeded {
                 resource,
                 current,
@@ -195,6 +236,17 @@ mod tests {
         let replayed = ApiError::from_stored(400, &original.body());
         assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
         assert_eq!(replayed.body(), original.body());
+    }
+
+    #[test]
+    fn item_errors_name_their_index() {
+        let err =
+            ApiError::invalid("value_error", &["body", "filename"], "bad").at_item("uploads", 7);
+        let ApiError::Validation(issues) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(issues[0].location, ["body", "uploads", "7", "filename"]);
+        assert!(issues[0].message.starts_with("uploads[7]: "));
     }
 
     #[test]

@@ -115,6 +115,11 @@ async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
 pub fn parse_body<T: BodySchema>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid("json_invalid", &["body"], format!("invalid JSON: {e}")))?;
+    parse_value(value)
+}
+
+/// Like [`parse_body`], for a value already parsed (an item of a list, say).
+pub fn parse_value<T: BodySchema>(value: Value) -> Result<T, ApiError> {
     let Value::Object(map) = &value else {
         return Err(ApiError::invalid(
             "model_attributes_type",

@@ -1,9 +1,12 @@
 //! The thin HTTP API: authenticate, validate, presign, write rows, publish, wait.
 
+mod batches;
 mod buckets;
 mod confirm;
 pub mod error;
 mod extract;
+mod objects;
+mod pages;
 mod tasks;
 pub mod uploads;
 
@@ -60,20 +63,54 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     Router::new()
         .route("/v1/buckets", post(buckets::create))
+        .route("/v1/buckets/list", post(buckets::list))
         .route("/v1/buckets/{bucket_identifier}", get(buckets::get))
         .route(
             "/v1/buckets/{bucket_identifier}/uploads",
             post(uploads::create),
         )
         .route(
+            "/v1/buckets/{bucket_identifier}/uploads/batch",
+            post(uploads::create_batch),
+        )
+        .route(
+            "/v1/buckets/{bucket_identifier}/uploads/list",
+            post(uploads::list),
+        )
+        .route(
+            "/v1/buckets/{bucket_identifier}/uploads/confirm/batch",
+            post(confirm::confirm_batch),
+        )
+        .route(
             "/v1/buckets/{bucket_identifier}/uploads/{upload_id}",
-            get(uploads::get),
+            get(uploads::get).delete(uploads::cancel),
         )
         .route(
             "/v1/buckets/{bucket_identifier}/uploads/{upload_id}/confirm",
             post(confirm::confirm),
         )
-        .route("/v1/tasks/{task_id}", get(tasks::get))
+        .route(
+            "/v1/buckets/{bucket_identifier}/batches",
+            post(batches::create),
+        )
+        .route(
+            "/v1/buckets/{bucket_identifier}/batches/list",
+            post(batches::list),
+        )
+        .route(
+            "/v1/buckets/{bucket_identifier}/batches/{batch_id}",
+            get(batches::get),
+        )
+        .route(
+            "/v1/buckets/{bucket_identifier}/batches/{batch_id}/submit",
+            post(batches::submit),
+        )
+        .route(
+            "/v1/buckets/{bucket_identifier}/objects/{object_id}",
+            get(objects::get),
+        )
+        .route("/v1/tasks/list", post(tasks::list))
+        .route("/v1/tasks/{task_id}", get(tasks::get).delete(tasks::cancel))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

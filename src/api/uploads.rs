@@ -11,13 +11,16 @@ use serde_json::{json, Value};
 
 use super::buckets;
 use super::error::ApiError;
-use super::extract::{ApiPath, BodySchema, StrictJson, Tenant};
+use super::extract::{
+    parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
+};
+use super::pages::Page;
 use super::AppState;
 use crate::domain::{
     blob_type_for, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename, IdKind,
-    InvalidValue,
+    InvalidValue, UploadStatus,
 };
-use crate::store::uploads::{self, NewUpload};
+use crate::store::uploads::{self, NewUpload, UploadCancel, UploadFilter, UploadSort};
 use crate::store::{BucketRow, NamespaceRow, UploadRow};
 
 #[derive(Debug, Deserialize)]
@@ -212,13 +215,21 @@ fn now_micros() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    ApiPath(bucket_ident): ApiPath<String>,
-    StrictJson(body): StrictJson<CreateUpload>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+/// What creating one upload comes to, once validated.
+enum Prepared {
+    /// The content is already in the bucket: the original, answered as a duplicate.
+    Duplicate(Value),
+    /// A new upload to store, with its PUT URL.
+    New(Box<NewUpload>, String),
+}
+
+/// Validates one creation request and presigns its URL; stores nothing.
+async fn prepare(
+    state: &AppState,
+    tenant: &Tenant,
+    bucket: &BucketRow,
+    body: CreateUpload,
+) -> Result<Prepared, ApiError> {
     let filename = Filename::parse(&body.filename).map_err(field_error("filename"))?;
     let content_type =
         ContentType::parse(&body.content_type).map_err(field_error("content_type"))?;
@@ -238,7 +249,7 @@ pub async fn create(
         .transpose()
         .map_err(field_error("file_hash"))?;
     let (blob_property, blob_type) = blob_slot(
-        &bucket,
+        bucket,
         &filename,
         &content_type,
         body.blob_property.as_deref(),
@@ -259,7 +270,7 @@ pub async fn create(
                 "Content already uploaded as {}; nothing to upload",
                 original.id
             ));
-            return Ok((StatusCode::OK, Json(answer)));
+            return Ok(Prepared::Duplicate(answer));
         }
     }
 
@@ -283,36 +294,139 @@ pub async fn create(
         )
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let upload = uploads::insert(
-        &state.pool,
-        &NewUpload {
-            id,
-            bucket_id: bucket.id,
-            namespace_id: tenant.namespace.id,
-            filename: filename.as_str().to_owned(),
-            content_type: content_type.as_str().to_owned(),
-            file_size_bytes: body.file_size_bytes,
-            presigned_url_expiration: i32::try_from(expiration).unwrap_or(3600),
-            s3_key,
-            metadata: Value::Object(body.metadata.unwrap_or_default()),
-            create_object_on_confirm: body.create_object_on_confirm.unwrap_or(true),
-            object_metadata: body.object_metadata.map(Value::Object),
-            blob_property: blob_property.as_str().to_owned(),
-            blob_type: blob_type.as_str().to_owned(),
-            file_hash: file_hash.map(|h| h.as_str().to_owned()),
-            skip_duplicates,
-            created_at,
-            expires_at,
-        },
-    )
-    .await?;
-    let mut answer = upload_json(&upload, Some(&presigned_url));
+    let upload = NewUpload {
+        id,
+        bucket_id: bucket.id.clone(),
+        namespace_id: tenant.namespace.id.clone(),
+        filename: filename.as_str().to_owned(),
+        content_type: content_type.as_str().to_owned(),
+        file_size_bytes: body.file_size_bytes,
+        presigned_url_expiration: i32::try_from(expiration).unwrap_or(3600),
+        s3_key,
+        metadata: Value::Object(body.metadata.unwrap_or_default()),
+        create_object_on_confirm: body.create_object_on_confirm.unwrap_or(true),
+        object_metadata: body.object_metadata.map(Value::Object),
+        blob_property: blob_property.as_str().to_owned(),
+        blob_type: blob_type.as_str().to_owned(),
+        file_hash: file_hash.map(|h| h.as_str().to_owned()),
+        skip_duplicates,
+        created_at,
+        expires_at,
+    };
+    Ok(Prepared::New(Box::new(upload), presigned_url))
+}
+
+/// The answer for a created upload: with its PUT URL and what to do with it.
+fn created_json(upload: &UploadRow, presigned_url: &str) -> Value {
+    let mut answer = upload_json(upload, Some(presigned_url));
     answer["message"] = json!(format!(
         "PUT the file to presigned_url with Content-Type: {} before {}, then confirm",
         upload.content_type,
-        expires_at.to_rfc3339()
+        upload.expires_at.to_rfc3339()
     ));
-    Ok((StatusCode::CREATED, Json(answer)))
+    answer
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiPath(bucket_ident): ApiPath<String>,
+    StrictJson(body): StrictJson<CreateUpload>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+    match prepare(&state, &tenant, &bucket, body).await? {
+        Prepared::Duplicate(answer) => Ok((StatusCode::OK, Json(answer))),
+        Prepared::New(new, url) => {
+            let upload = uploads::insert(&state.pool, &new).await?;
+            Ok((StatusCode::CREATED, Json(created_json(&upload, &url))))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BatchCreate {
+    uploads: Vec<Value>,
+    shared_metadata: Option<serde_json::Map<String, Value>>,
+    shared_object_metadata: Option<serde_json::Map<String, Value>>,
+}
+
+impl BodySchema for BatchCreate {
+    const FIELDS: &'static [&'static str] =
+        &["uploads", "shared_metadata", "shared_object_metadata"];
+}
+
+/// Most items a batch route takes.
+pub const MAX_BATCH_ITEMS: usize = 100;
+
+/// Refuses an empty list or one longer than [`MAX_BATCH_ITEMS`].
+pub fn check_batch_len(field: &str, len: usize) -> Result<(), ApiError> {
+    if (1..=MAX_BATCH_ITEMS).contains(&len) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        if len == 0 { "too_short" } else { "too_long" },
+        &["body", field],
+        format!("{field} must hold 1 to {MAX_BATCH_ITEMS} items, not {len}"),
+    ))
+}
+
+/// `shared` under `own`: the item's keys win.
+fn merged(
+    shared: Option<&serde_json::Map<String, Value>>,
+    own: Option<serde_json::Map<String, Value>>,
+) -> Option<serde_json::Map<String, Value>> {
+    match (shared, own) {
+        (None, own) => own,
+        (Some(shared), None) => Some(shared.clone()),
+        (Some(shared), Some(own)) => {
+            let mut all = shared.clone();
+            all.extend(own);
+            Some(all)
+        }
+    }
+}
+
+/// `POST /v1/buckets/{b}/uploads/batch`: all items are valid and created, or none is.
+pub async fn create_batch(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiPath(bucket_ident): ApiPath<String>,
+    StrictJson(body): StrictJson<BatchCreate>,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+    check_batch_len("uploads", body.uploads.len())?;
+    let mut prepared = Vec::with_capacity(body.uploads.len());
+    for (index, item) in body.uploads.into_iter().enumerate() {
+        let mut item: CreateUpload = parse_value(item).map_err(|e| e.at_item("uploads", index))?;
+        item.metadata = merged(body.shared_metadata.as_ref(), item.metadata);
+        item.object_metadata = merged(body.shared_object_metadata.as_ref(), item.object_metadata);
+        prepared.push(
+            prepare(&state, &tenant, &bucket, item)
+                .await
+                .map_err(|e| e.at_item("uploads", index))?,
+        );
+    }
+    let new: Vec<NewUpload> = prepared
+        .iter()
+        .filter_map(|p| match p {
+            Prepared::New(n, _) => Some((**n).clone()),
+            Prepared::Duplicate(_) => None,
+        })
+        .collect();
+    let mut stored = uploads::insert_many(&state.pool, &new).await?.into_iter();
+    let mut answers = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        answers.push(match p {
+            Prepared::Duplicate(answer) => answer,
+            Prepared::New(_, url) => {
+                let row = stored.next().ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!("a created upload was not returned"))
+                })?;
+                created_json(&row, &url)
+            }
+        });
+    }
+    Ok(Json(json!({ "total": answers.len(), "uploads": answers })))
 }
 
 /// The upload a path names, in the bucket.
@@ -336,6 +450,232 @@ pub async fn get(
         &resolve(&state, &bucket, &upload_id).await?,
         None,
     )))
+}
+
+/// `filters.status`: one status or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UploadFilters {
+    status: Option<OneOrMany>,
+    is_duplicate: Option<bool>,
+}
+
+impl BodySchema for UploadFilters {
+    const FIELDS: &'static [&'static str] = &["status", "is_duplicate"];
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SortSpec {
+    field: String,
+    direction: Option<String>,
+}
+
+impl BodySchema for SortSpec {
+    const FIELDS: &'static [&'static str] = &["field", "direction"];
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListUploads {
+    filters: Option<Value>,
+    search: Option<String>,
+    sort: Option<Value>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+impl BodySchema for ListUploads {
+    const FIELDS: &'static [&'static str] = &["filters", "search", "sort", "limit", "offset"];
+}
+
+fn relocate(err: ApiError, under: &str) -> ApiError {
+    match err {
+        ApiError::Validation(issues) => ApiError::Validation(
+            issues
+                .into_iter()
+                .map(|mut issue| {
+                    issue
+                        .location
+                        .insert(1.min(issue.location.len()), under.to_owned());
+                    issue
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn parse_filters(filters: Option<Value>) -> Result<UploadFilter, ApiError> {
+    let Some(filters) = filters.filter(|f| !f.is_null()) else {
+        return Ok(UploadFilter::default());
+    };
+    let f: UploadFilters = parse_value(filters).map_err(|e| relocate(e, "filters"))?;
+    let statuses = match f.status {
+        None => None,
+        Some(OneOrMany::One(s)) => Some(vec![s]),
+        Some(OneOrMany::Many(v)) => Some(v),
+    };
+    if let Some(statuses) = &statuses {
+        if let Some(bad) = statuses.iter().find(|s| UploadStatus::parse(s).is_none()) {
+            return Err(ApiError::invalid(
+                "enum",
+                &["body", "filters", "status"],
+                format!(
+                    "'{bad}' is not an upload status (PENDING, PROCESSING, COMPLETED, FAILED, CANCELED)"
+                ),
+            ));
+        }
+    }
+    Ok(UploadFilter {
+        statuses,
+        is_duplicate: f.is_duplicate,
+        search: None,
+    })
+}
+
+fn parse_sort(sort: Option<Value>) -> Result<(UploadSort, bool), ApiError> {
+    let Some(sort) = sort.filter(|s| !s.is_null()) else {
+        return Ok((UploadSort::CreatedAt, true));
+    };
+    let spec: SortSpec = parse_value(sort).map_err(|e| relocate(e, "sort"))?;
+    let field = UploadSort::parse(&spec.field).ok_or_else(|| {
+        ApiError::invalid(
+            "enum",
+            &["body", "sort", "field"],
+            format!(
+                "uploads can be sorted by {}, not '{}'",
+                UploadSort::NAMES.join(", "),
+                spec.field
+            ),
+        )
+    })?;
+    let descending = match spec.direction.as_deref().unwrap_or("desc") {
+        "desc" => true,
+        "asc" => false,
+        other => {
+            return Err(ApiError::invalid(
+                "enum",
+                &["body", "sort", "direction"],
+                format!("direction is 'asc' or 'desc', not '{other}'"),
+            ))
+        }
+    };
+    Ok((field, descending))
+}
+
+/// `POST /v1/buckets/{b}/uploads/list`: a page of uploads, with counts per status (the
+/// list's other filters applied) in `stats`.
+pub async fn list(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiPath(bucket_ident): ApiPath<String>,
+    OptionalJson(body): OptionalJson<ListUploads>,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+    let page = Page::parse(body.limit, body.offset)?;
+    let mut filter = parse_filters(body.filters)?;
+    filter.search = body.search.filter(|s| !s.is_empty());
+    if filter.search.as_ref().is_some_and(|s| s.len() > 255) {
+        return Err(ApiError::invalid(
+            "string_too_long",
+            &["body", "search"],
+            "search is at most 255 characters",
+        ));
+    }
+    let (sort, descending) = parse_sort(body.sort)?;
+    let rows = uploads::list(
+        &state.pool,
+        &bucket.id,
+        &filter,
+        sort,
+        descending,
+        page.limit,
+        page.offset,
+    )
+    .await?;
+    let facets = uploads::count_by_status(&state.pool, &bucket.id, &filter).await?;
+    let selected = |status: &str| {
+        filter
+            .statuses
+            .as_ref()
+            .is_none_or(|wanted| wanted.iter().any(|w| w == status))
+    };
+    let total: i64 = facets
+        .iter()
+        .filter(|(status, _, _)| selected(status))
+        .map(|(_, n, _)| n)
+        .sum();
+    let mut by_status = serde_json::Map::new();
+    for status in [
+        UploadStatus::Pending,
+        UploadStatus::Processing,
+        UploadStatus::Completed,
+        UploadStatus::Failed,
+        UploadStatus::Canceled,
+    ] {
+        let n = facets
+            .iter()
+            .find(|(s, _, _)| s == status.as_str())
+            .map_or(0, |(_, n, _)| *n);
+        by_status.insert(status.as_str().to_owned(), json!(n));
+    }
+    let completed_bytes = facets
+        .iter()
+        .find(|(s, _, _)| s == UploadStatus::Completed.as_str())
+        .map_or(0, |(_, _, bytes)| *bytes);
+    Ok(Json(json!({
+        "results": rows.iter().map(|u| upload_json(u, None)).collect::<Vec<_>>(),
+        "pagination": page.json(total),
+        "stats": {
+            "total": facets.iter().map(|(_, n, _)| n).sum::<i64>(),
+            "by_status": by_status,
+            "completed_bytes": completed_bytes,
+        },
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CancelQuery {
+    #[serde(default)]
+    delete_s3_object: bool,
+}
+
+/// `DELETE /v1/buckets/{b}/uploads/{upload_id}`: `PENDING` or `FAILED` → `CANCELED`;
+/// repeating it changes nothing. With `delete_s3_object`, the object goes too.
+pub async fn cancel(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiPath((bucket_ident, upload_id)): ApiPath<(String, String)>,
+    StrictQuery(query): StrictQuery<CancelQuery>,
+) -> Result<StatusCode, ApiError> {
+    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+    let upload = match uploads::cancel(&state.pool, &bucket.id, &upload_id).await? {
+        UploadCancel::Canceled(u) => u,
+        UploadCancel::NotFound => return Err(ApiError::not_found("upload")),
+        UploadCancel::Refused(u) => {
+            return Err(ApiError::BadRequest {
+                message: format!(
+                    "an upload that is {} cannot be canceled; only PENDING and FAILED uploads can",
+                    u.status
+                ),
+                details: json!({ "status": u.status }),
+            })
+        }
+    };
+    if query.delete_s3_object {
+        state.blob.delete(&upload.s3_key).await.map_err(|err| {
+            tracing::warn!(upload_id = %upload.id, error = %err, "could not delete a canceled upload's object");
+            ApiError::Unavailable(
+                "the upload is canceled, but its object could not be deleted; repeat the request".into(),
+            )
+        })?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -1,0 +1,34 @@
+//! `GET /v1/buckets/{b}/objects/{object_id}`.
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{ApiPath, Tenant};
+use super::{buckets, AppState};
+use crate::store::{objects, ObjectRow};
+
+pub fn object_json(o: &ObjectRow) -> Value {
+    json!({
+        "object_id": o.id,
+        "bucket_id": o.bucket_id,
+        "blobs": o.blobs,
+        "metadata": o.metadata,
+        "status": o.status,
+        "created_at": o.created_at,
+        "updated_at": o.updated_at,
+    })
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiPath((bucket_ident, object_id)): ApiPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
+    let object = objects::find_in_bucket(&state.pool, &bucket.id, &object_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("object"))?;
+    Ok(Json(object_json(&object)))
+}
