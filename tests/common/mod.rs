@@ -46,6 +46,7 @@ pub struct TestApp {
     pub pool: PgPool,
     pub client: reqwest::Client,
     service: Option<Service>,
+    config: Config,
     s3: Option<EmbeddedS3>,
     db_name: String,
     queue_prefix: String,
@@ -73,6 +74,14 @@ impl TestApp {
 
     /// Starts the whole service; `tweak` may adjust the configuration before start.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_components(Components::all(), tweak).await
+    }
+
+    /// Starts only `components` (say, no worker, so that jobs wait in the queue).
+    pub async fn spawn_components(
+        components: Components,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         init_tracing();
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("upconfirm_t_{id}");
@@ -118,7 +127,7 @@ impl TestApp {
             pool.close().await;
         }
 
-        let service = upconfirm::startup::start(config, Components::all())
+        let service = upconfirm::startup::start(config.clone(), components)
             .await
             .expect("start service");
         let api_addr = service.api_addr.expect("the API listens");
@@ -149,12 +158,41 @@ impl TestApp {
             pool,
             client,
             service: Some(service),
+            config,
             s3: Some(s3),
             db_name,
             queue_prefix,
             temp_dir,
             stopped: false,
         }
+    }
+
+    /// Starts more components of this app's service in this process (a worker, say).
+    pub async fn start_more(&self, components: Components) -> Service {
+        upconfirm::startup::start(self.config.clone(), components)
+            .await
+            .expect("start more components")
+    }
+
+    /// Ready messages in this test's confirm queue.
+    pub async fn confirm_queue_depth(&self) -> u32 {
+        let conn = upconfirm::queue::connect(AMQP_URL, "upconfirm-test-probe")
+            .await
+            .expect("connect to RabbitMQ");
+        let channel = conn.create_channel().await.expect("channel");
+        let queue = channel
+            .queue_declare(
+                format!("{}.confirm", self.queue_prefix).as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("declare the confirm queue passively");
+        let _ = conn.close(200, "done".into()).await;
+        queue.message_count()
     }
 
     /// The prefix of this test's queues and exchanges.
