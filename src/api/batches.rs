@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::confirm::{publish_now, Committed};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, Tenant};
 use super::pages::Page;
 use super::tasks::task_json;
@@ -33,9 +33,10 @@ pub fn batch_json(b: &BatchRow) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateBatch {
     object_ids: Vec<String>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Map<String, Value>>,
 }
 
@@ -44,6 +45,7 @@ impl BodySchema for CreateBatch {
 }
 
 /// A new batch of the bucket's objects, in `DRAFT`.
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/batches", tag = "batches", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body = CreateBatch, responses((status = 200, description = "The batch, DRAFT", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -106,6 +108,7 @@ async fn resolve(
 
 /// Submits a `DRAFT` batch: `PENDING`, a submit task, and an announcement on the batches
 /// exchange (through the outbox). Submitting it again answers the same task.
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/batches/{batch_id}/submit", tag = "batches", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("batch_id" = String, Path), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 200, description = "TaskResponse of the submit task", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]
 pub async fn submit(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -147,6 +150,7 @@ pub async fn submit(
     Ok(Json(task_json(&task)))
 }
 
+#[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/batches/{batch_id}", tag = "batches", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("batch_id" = String, Path), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 200, description = "The batch", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -157,7 +161,7 @@ pub async fn get(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ListBatches {
     status: Option<String>,
     limit: Option<i64>,
@@ -168,6 +172,7 @@ impl BodySchema for ListBatches {
     const FIELDS: &'static [&'static str] = &["status", "limit", "offset"];
 }
 
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/batches/list", tag = "batches", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body(content = Option<ListBatches>), responses((status = 200, description = "{results, pagination}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,

@@ -5,18 +5,20 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, Tenant};
 use super::pages::Page;
 use super::AppState;
 use crate::domain::{new_id, BlobType, IdKind};
 use crate::store::{tenancy, BucketRow};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateBucket {
     bucket_name: String,
     description: Option<String>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
     schema: Option<Value>,
 }
 
@@ -71,6 +73,7 @@ fn check_schema(schema: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/v1/buckets", tag = "buckets", params(("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body = CreateBucket, responses((status = 200, description = "The bucket", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 409, description = "Name taken", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -100,7 +103,7 @@ pub async fn create(
     Ok(Json(bucket_json(&bucket)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ListBuckets {
     search: Option<String>,
     limit: Option<i64>,
@@ -112,6 +115,7 @@ impl BodySchema for ListBuckets {
 }
 
 /// `POST /v1/buckets/list`: the namespace's buckets, newest first; `search` matches names.
+#[utoipa::path(post, path = "/v1/buckets/list", tag = "buckets", params(("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body(content = Option<ListBuckets>), responses((status = 200, description = "{results, pagination}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -144,6 +148,7 @@ pub async fn resolve(
         .ok_or_else(|| ApiError::not_found("bucket"))
 }
 
+#[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}", tag = "buckets", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 200, description = "The bucket", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{
     parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
 };
@@ -23,7 +23,7 @@ use crate::store::tasks::NewTask;
 use crate::store::uploads::{begin_confirmation, ConfirmStart};
 use crate::store::{self, TaskRow, UploadRow};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ConfirmBody {
     etag: Option<String>,
     file_size_bytes: Option<i64>,
@@ -52,7 +52,7 @@ fn async_answer(upload_id: &str, task_id: &str) -> Json<Value> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ConfirmItem {
     upload_id: String,
     etag: Option<String>,
@@ -63,8 +63,10 @@ impl BodySchema for ConfirmItem {
     const FIELDS: &'static [&'static str] = &["upload_id", "etag", "file_size_bytes"];
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BatchConfirmBody {
+    /// 1 to 100 confirmations.
+    #[schema(value_type = Vec<ConfirmItem>)]
     confirmations: Vec<Value>,
 }
 
@@ -74,6 +76,7 @@ impl BodySchema for BatchConfirmBody {
 
 /// `POST /v1/buckets/{b}/uploads/confirm/batch`: always async. Each item is an ordinary
 /// confirmation (its own job, so workers run them side by side) that one parent task follows.
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/confirm/batch", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body = BatchConfirmBody, responses((status = 200, description = "{task_id, status, confirmations_count, task, message}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn confirm_batch(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -184,6 +187,7 @@ fn options_from(body: ConfirmBody) -> Result<ConfirmOptions, ApiError> {
     })
 }
 
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}/confirm", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), ("async" = Option<bool>, Query, description = "Answer at once with a task_id"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body(content = Option<ConfirmBody>), responses((status = 200, description = "ConfirmUploadResponse, or {upload_id, status: PROCESSING, task_id, message} when async", body = Object), (status = 400, description = "Request refused in the current state", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 403, description = "Quota exceeded", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn confirm(
     State(state): State<AppState>,
     tenant: Tenant,

@@ -27,6 +27,28 @@ impl ValidationIssue {
     }
 }
 
+/// The envelope every error answers with (for the OpenAPI document).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    /// Always false.
+    pub success: bool,
+    /// The HTTP status, repeated.
+    pub status: u16,
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// `BadRequestError`, `UnauthorizedError`, `NotFoundError`, `ValidationError`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    /// `reason`/`expected`/`actual` for verification failures, `validation_errors` for 422,
+    /// `resource`/`current`/`limit` for quotas.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]

@@ -6,6 +6,7 @@ mod confirm;
 pub mod error;
 mod extract;
 mod objects;
+pub mod openapi;
 mod pages;
 mod tasks;
 pub mod uploads;
@@ -16,12 +17,15 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::blob::BlobStore;
 use crate::notify::TaskEvents;
@@ -59,58 +63,40 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
 }
 
+/// The routes, and the OpenAPI document collected from the same registrations.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(buckets::create))
+        .routes(routes!(buckets::list))
+        .routes(routes!(buckets::get))
+        .routes(routes!(uploads::create))
+        .routes(routes!(uploads::create_batch))
+        .routes(routes!(uploads::list))
+        .routes(routes!(confirm::confirm_batch))
+        .routes(routes!(uploads::get, uploads::cancel))
+        .routes(routes!(confirm::confirm))
+        .routes(routes!(batches::create))
+        .routes(routes!(batches::list))
+        .routes(routes!(batches::get))
+        .routes(routes!(batches::submit))
+        .routes(routes!(objects::get))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::get, tasks::cancel))
+        .split_for_parts()
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
-    Router::new()
-        .route("/v1/buckets", post(buckets::create))
-        .route("/v1/buckets/list", post(buckets::list))
-        .route("/v1/buckets/{bucket_identifier}", get(buckets::get))
+    let (routes, doc) = routes();
+    let doc = Arc::new(doc);
+    routes
         .route(
-            "/v1/buckets/{bucket_identifier}/uploads",
-            post(uploads::create),
+            "/openapi.json",
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { axum::Json(doc) }
+            }),
         )
-        .route(
-            "/v1/buckets/{bucket_identifier}/uploads/batch",
-            post(uploads::create_batch),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/uploads/list",
-            post(uploads::list),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/uploads/confirm/batch",
-            post(confirm::confirm_batch),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/uploads/{upload_id}",
-            get(uploads::get).delete(uploads::cancel),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/uploads/{upload_id}/confirm",
-            post(confirm::confirm),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/batches",
-            post(batches::create),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/batches/list",
-            post(batches::list),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/batches/{batch_id}",
-            get(batches::get),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/batches/{batch_id}/submit",
-            post(batches::submit),
-        )
-        .route(
-            "/v1/buckets/{bucket_identifier}/objects/{object_id}",
-            get(objects::get),
-        )
-        .route("/v1/tasks/list", post(tasks::list))
-        .route("/v1/tasks/{task_id}", get(tasks::get).delete(tasks::cancel))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiPath, Tenant};
 use super::{buckets, AppState};
 use crate::store::{objects, ObjectRow};
@@ -21,6 +21,7 @@ pub fn object_json(o: &ObjectRow) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/objects/{object_id}", tag = "objects", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("object_id" = String, Path), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 200, description = "The object and its blobs", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,

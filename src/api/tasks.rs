@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiPath, BodySchema, Caller, OptionalJson, StrictQuery};
 use super::pages::Page;
 use super::AppState;
@@ -48,6 +48,7 @@ pub struct TaskQuery {
 
 /// With `wait_seconds`, the request is held until the task is terminal or that time passes;
 /// it wakes on the task's change notice, not by polling.
+#[utoipa::path(get, path = "/v1/tasks/{task_id}", tag = "tasks", params(("task_id" = String, Path), ("wait_seconds" = Option<u64>, Query, description = "Hold the request up to this many seconds (max 60) until the task is terminal")), responses((status = 200, description = "TaskResponse", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -80,7 +81,7 @@ pub async fn get(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ListTasks {
     status: Option<String>,
     task_type: Option<String>,
@@ -93,6 +94,7 @@ impl BodySchema for ListTasks {
 }
 
 /// `POST /v1/tasks/list`: the organization's tasks, newest first.
+#[utoipa::path(post, path = "/v1/tasks/list", tag = "tasks", request_body(content = Option<ListTasks>), responses((status = 200, description = "{results, pagination}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -135,6 +137,7 @@ pub async fn list(
 
 /// `DELETE /v1/tasks/{task_id}`: a task not yet terminal becomes `CANCELED`, and its job
 /// changes nothing when it runs. Canceling a canceled task again is fine.
+#[utoipa::path(delete, path = "/v1/tasks/{task_id}", tag = "tasks", params(("task_id" = String, Path)), responses((status = 200, description = "{success: true, message}", body = Object), (status = 400, description = "Request refused in the current state", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

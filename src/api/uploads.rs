@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::buckets;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{
     parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
 };
@@ -23,14 +23,16 @@ use crate::domain::{
 use crate::store::uploads::{self, NewUpload, UploadCancel, UploadFilter, UploadSort};
 use crate::store::{BucketRow, NamespaceRow, UploadRow};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateUpload {
     filename: String,
     content_type: String,
     file_size_bytes: Option<i64>,
     presigned_url_expiration: Option<i64>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Map<String, Value>>,
     create_object_on_confirm: Option<bool>,
+    #[schema(value_type = Option<Object>)]
     object_metadata: Option<serde_json::Map<String, Value>>,
     blob_property: Option<String>,
     blob_type: Option<String>,
@@ -327,6 +329,7 @@ fn created_json(upload: &UploadRow, presigned_url: &str) -> Value {
     answer
 }
 
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body = CreateUpload, responses((status = 201, description = "UploadResponse with its presigned_url", body = Object), (status = 200, description = "Duplicate: the existing upload, is_duplicate true", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 403, description = "Quota exceeded", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -343,10 +346,14 @@ pub async fn create(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BatchCreate {
+    /// 1 to 100 uploads, each as `POST .../uploads` takes it.
+    #[schema(value_type = Vec<CreateUpload>)]
     uploads: Vec<Value>,
+    #[schema(value_type = Option<Object>)]
     shared_metadata: Option<serde_json::Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
     shared_object_metadata: Option<serde_json::Map<String, Value>>,
 }
 
@@ -387,6 +394,7 @@ fn merged(
 }
 
 /// `POST /v1/buckets/{b}/uploads/batch`: all items are valid and created, or none is.
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/batch", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body = BatchCreate, responses((status = 200, description = "{uploads: [UploadResponse in request order], total}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 403, description = "Quota exceeded", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn create_batch(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -440,6 +448,7 @@ pub async fn resolve(
         .ok_or_else(|| ApiError::not_found("upload"))
 }
 
+#[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 200, description = "UploadResponse (never the PUT URL again)", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -453,14 +462,14 @@ pub async fn get(
 }
 
 /// `filters.status`: one status or several.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UploadFilters {
     status: Option<OneOrMany>,
     is_duplicate: Option<bool>,
@@ -470,7 +479,7 @@ impl BodySchema for UploadFilters {
     const FIELDS: &'static [&'static str] = &["status", "is_duplicate"];
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SortSpec {
     field: String,
     direction: Option<String>,
@@ -480,10 +489,12 @@ impl BodySchema for SortSpec {
     const FIELDS: &'static [&'static str] = &["field", "direction"];
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ListUploads {
+    #[schema(value_type = Option<UploadFilters>)]
     filters: Option<Value>,
     search: Option<String>,
+    #[schema(value_type = Option<SortSpec>)]
     sort: Option<Value>,
     limit: Option<i64>,
     offset: Option<i64>,
@@ -570,6 +581,7 @@ fn parse_sort(sort: Option<Value>) -> Result<(UploadSort, bool), ApiError> {
 
 /// `POST /v1/buckets/{b}/uploads/list`: a page of uploads, with counts per status (the
 /// list's other filters applied) in `stats`.
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/list", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body(content = Option<ListUploads>), responses((status = 200, description = "{results, pagination, stats}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -647,6 +659,7 @@ pub struct CancelQuery {
 
 /// `DELETE /v1/buckets/{b}/uploads/{upload_id}`: `PENDING` or `FAILED` → `CANCELED`;
 /// repeating it changes nothing. With `delete_s3_object`, the object goes too.
+#[utoipa::path(delete, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), ("delete_s3_object" = Option<bool>, Query, description = "Also delete the S3 object"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 204, description = "Canceled (or already)"), (status = 400, description = "Request refused in the current state", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope), (status = 503, description = "Dependency unavailable; retry", body = ErrorEnvelope)))]
 pub async fn cancel(
     State(state): State<AppState>,
     tenant: Tenant,
