@@ -26,16 +26,122 @@ pub struct LatencyArgs {
     pub size: usize,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub target: LatencyArgs,
+    /// Rounds: each creates `--count` uploads (at most 100), PUTs them, and batch-confirms them.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+}
+
+fn saved_key(key: Option<String>) -> anyhow::Result<String> {
+    match key {
+        Some(k) => Ok(k),
+        None => Ok(std::fs::read_to_string(".upconfirm-dev/api-key")
+            .context("no --key given and no .upconfirm-dev/api-key")?
+            .trim()
+            .to_owned()),
+    }
+}
+
+/// Per round: batch-creates `count` uploads, PUTs distinct files, then times one batch
+/// confirm from the request until its task is terminal (long-polled, so no polling delay).
+pub async fn batch_confirm(args: BatchArgs) -> anyhow::Result<()> {
+    let t = &args.target;
+    let auth = format!("Bearer {}", saved_key(t.key.clone())?);
+    let http = reqwest::Client::new();
+    let run = uuid::Uuid::new_v4();
+    let mut timings = Vec::with_capacity(args.rounds);
+    for round in 0..args.rounds {
+        let items: Vec<Value> = (0..t.count)
+            .map(|i| json!({ "filename": format!("batch-{round}-{i}.bin"), "content_type": "application/octet-stream" }))
+            .collect();
+        let created: Value = http
+            .post(format!("{}/v1/buckets/{}/uploads/batch", t.api, t.bucket))
+            .header("Authorization", &auth)
+            .header("X-Namespace", &t.namespace)
+            .json(&json!({ "uploads": items }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let uploads = created["uploads"].as_array().context("no uploads")?;
+        let mut confirmations = Vec::with_capacity(uploads.len());
+        let puts = uploads.iter().enumerate().map(|(i, u)| {
+            let http = http.clone();
+            let url = u["presigned_url"].as_str().unwrap_or_default().to_owned();
+            let mut body = vec![0u8; t.size];
+            let stamp = format!("{run}-{round}-{i}");
+            body[..stamp.len()].copy_from_slice(stamp.as_bytes());
+            async move {
+                http.put(url)
+                    .header("Content-Type", "application/octet-stream")
+                    .body(body)
+                    .send()
+                    .await?
+                    .error_for_status()
+                    .map(drop)
+            }
+        });
+        for put in futures::future::join_all(puts).await {
+            put?;
+        }
+        for u in uploads {
+            confirmations.push(json!({ "upload_id": u["upload_id"] }));
+        }
+        let started = Instant::now();
+        let accepted: Value = http
+            .post(format!(
+                "{}/v1/buckets/{}/uploads/confirm/batch",
+                t.api, t.bucket
+            ))
+            .header("Authorization", &auth)
+            .header("X-Namespace", &t.namespace)
+            .json(&json!({ "confirmations": confirmations }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let task_id = accepted["task_id"].as_str().context("no task_id")?;
+        let task = loop {
+            let task: Value = http
+                .get(format!("{}/v1/tasks/{task_id}?wait_seconds=60", t.api))
+                .header("Authorization", &auth)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            if ["COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"]
+                .contains(&task["status"].as_str().unwrap_or_default())
+            {
+                break task;
+            }
+        };
+        timings.push(started.elapsed());
+        if task["status"] != "COMPLETED" {
+            bail!(
+                "batch confirm {round} ended {}: {}",
+                task["status"],
+                task["outputs"]
+            );
+        }
+    }
+    print_distribution(
+        &format!("batch confirm of {} uploads", t.count),
+        t.size,
+        &mut timings,
+    );
+    Ok(())
+}
+
 /// Creates, uploads and sync-confirms `count` distinct files one after another, timing only
 /// the confirm requests, and prints the distribution.
 pub async fn latency(args: LatencyArgs) -> anyhow::Result<()> {
-    let key = match args.key.clone() {
-        Some(k) => k,
-        None => std::fs::read_to_string(".upconfirm-dev/api-key")
-            .context("no --key given and no .upconfirm-dev/api-key")?
-            .trim()
-            .to_owned(),
-    };
+    let key = saved_key(args.key.clone())?;
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
     let mut timings = Vec::with_capacity(args.count);

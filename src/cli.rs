@@ -50,6 +50,8 @@ pub enum Command {
 pub enum BenchAction {
     /// Sequential sync confirm latency of distinct files.
     Latency(crate::bench::LatencyArgs),
+    /// Time one batch confirmation of many uploads, from request to terminal task.
+    BatchConfirm(crate::bench::BatchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dev { settings, dev } => dev::run(*settings, dev).await,
         Command::Bench(BenchAction::Latency(args)) => crate::bench::latency(args).await,
+        Command::Bench(BenchAction::BatchConfirm(args)) => crate::bench::batch_confirm(args).await,
         Command::Admin { database, action } => {
             let pool = store::connect(&database).await?;
             run_admin(&pool, action).await
