@@ -303,7 +303,12 @@ async fn batch_confirm_refuses_unknown_ids_and_bad_sizes() {
     let (status, body) = batch_confirm(
         &app,
         &bucket,
-        json!([{"upload_id": known}, {"upload_id": "upl_nope"}, {"upload_id": elsewhere}]),
+        json!([
+            {"upload_id": "upl_nope"},
+            {"upload_id": known},
+            {"upload_id": elsewhere},
+            {"upload_id": "upl_nope"}
+        ]),
     )
     .await;
     assert_error(status, &body, 404, "NotFoundError");

@@ -66,13 +66,14 @@ pub async fn begin(
     .await?;
     let mut uploads: HashMap<String, UploadRow> =
         rows.into_iter().map(|u| (u.id.clone(), u)).collect();
-    let mut unknown: Vec<String> = ids
+    // Each unknown id once, in the order given.
+    let mut named = std::collections::HashSet::new();
+    let unknown: Vec<String> = ids
         .iter()
-        .filter(|id| !uploads.contains_key(**id))
+        .filter(|id| !uploads.contains_key(**id) && named.insert(**id))
         .map(|id| (*id).to_owned())
         .collect();
     if !unknown.is_empty() {
-        unknown.dedup();
         tx.rollback().await?;
         return Ok(BatchStart::Unknown(unknown));
     }
