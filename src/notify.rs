@@ -24,12 +24,24 @@ pub struct TaskSubscription {
     events: TaskEvents,
 }
 
+/// Longest a waiter sleeps between reads, in case a notification was lost with a connection.
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
 impl TaskSubscription {
     /// Returns once a change was announced after the subscription (or after the last call).
     pub async fn changed(&mut self) {
         if self.rx.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+
+    /// Waits for a change, but not past `deadline` nor longer than a re-read interval:
+    /// the caller reads the task again after it either way.
+    pub async fn changed_before(&mut self, deadline: tokio::time::Instant) {
+        let wait = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(RECHECK_EVERY);
+        let _ = tokio::time::timeout(wait, self.changed()).await;
     }
 }
 

@@ -115,6 +115,23 @@ pub async fn submit(
     ApiPath((bucket_ident, batch_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let batch = resolve(&state, &tenant, &bucket_ident, &batch_id).await?;
+    let task_id = match batch.task_id {
+        // Already submitted: the same answer again.
+        Some(task_id) => task_id,
+        None => submit_draft(&state, &tenant, &batch).await?,
+    };
+    let task = tasks::find_for_organization(&state.pool, &tenant.organization_id, &task_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task"))?;
+    Ok(Json(task_json(&task)))
+}
+
+/// Submits a batch read as a draft, publishing its announcement at once; returns its task.
+async fn submit_draft(
+    state: &AppState,
+    tenant: &Tenant,
+    batch: &BatchRow,
+) -> Result<String, ApiError> {
     let destination = BatchDestination {
         exchange: state.publisher.topology().batches_exchange(),
         routing_key: BATCH_SUBMITTED_ROUTING_KEY.to_owned(),
@@ -123,10 +140,10 @@ pub async fn submit(
     let submitted =
         batches::submit(&mut tx, &batch.id, &tenant.organization_id, &destination).await?;
     tx.commit().await?;
-    let task_id = match &submitted {
+    Ok(match &submitted {
         Some(s) => {
             publish_now(
-                &state,
+                state,
                 &[Committed {
                     outbox_id: s.outbox_id,
                     exchange: &destination.exchange,
@@ -138,16 +155,12 @@ pub async fn submit(
             .await;
             s.task_id.clone()
         }
-        // Already submitted: the same answer again.
+        // Submitted by a concurrent request since we read it.
         None => batches::find_in_bucket(&state.pool, &batch.bucket_id, &batch.id)
             .await?
             .and_then(|b| b.task_id)
             .ok_or_else(|| ApiError::not_found("batch"))?,
-    };
-    let task = tasks::find_for_organization(&state.pool, &tenant.organization_id, &task_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("task"))?;
-    Ok(Json(task_json(&task)))
+    })
 }
 
 #[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/batches/{batch_id}", tag = "batches", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("batch_id" = String, Path), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 200, description = "The batch", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]

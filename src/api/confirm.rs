@@ -1,7 +1,4 @@
 //! `POST /v1/buckets/{b}/uploads/{upload_id}/confirm`: accept, publish, and (sync) wait.
-
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -39,9 +36,6 @@ pub struct ConfirmQuery {
     #[serde(default, rename = "async")]
     run_async: bool,
 }
-
-/// Fallback re-read while waiting, in case a notification was lost with a connection.
-const RECHECK_EVERY: Duration = Duration::from_secs(2);
 
 fn async_answer(upload_id: &str, task_id: &str) -> Json<Value> {
     Json(json!({
@@ -358,12 +352,10 @@ async fn wait_for_result(
         if let Some(answer) = settled(state, &task, upload_id).await? {
             return Ok(answer);
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             return Ok(async_answer(upload_id, task_id));
         }
-        let wait = (deadline - now).min(RECHECK_EVERY);
-        let _ = tokio::time::timeout(wait, events.changed()).await;
+        events.changed_before(deadline).await;
     }
 }
 

@@ -105,20 +105,34 @@ impl ApiError {
         ApiError::Validation(vec![ValidationIssue::new(kind, location, message)])
     }
 
-    /// The same error about item `index` of the body's list `list`: validation issues are
-    /// relocated under it, and every message names it.
-    pub fn at_item(self, list: &str, index: usize) -> Self {
-        let prefix = format!("{list}[{index}]");
+    /// Validation issues of a nested object, placed under `path` (after `body`/`query`).
+    pub fn nested(self, path: &[&str]) -> Self {
         match self {
             ApiError::Validation(issues) => ApiError::Validation(
                 issues
                     .into_iter()
                     .map(|mut issue| {
-                        let rest = issue.location.split_off(1.min(issue.location.len()));
-                        issue.location = ["body".to_owned(), list.to_owned(), index.to_string()]
-                            .into_iter()
-                            .chain(rest)
-                            .collect();
+                        let at = 1.min(issue.location.len());
+                        issue
+                            .location
+                            .splice(at..at, path.iter().map(|p| (*p).to_owned()));
+                        issue
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    /// The same error about item `index` of the body's list `list`: validation issues are
+    /// relocated under it, and every message names it.
+    pub fn at_item(self, list: &str, index: usize) -> Self {
+        let prefix = format!("{list}[{index}]");
+        match self.nested(&[list, &index.to_string()]) {
+            ApiError::Validation(issues) => ApiError::Validation(
+                issues
+                    .into_iter()
+                    .map(|mut issue| {
                         issue.message = format!("{prefix}: {}", issue.message);
                         issue
                     })

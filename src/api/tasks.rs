@@ -19,9 +19,6 @@ use crate::store::{tasks, TaskRow};
 /// Longest a long-poll holds a request (seconds).
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
-/// Re-read while waiting, in case a notification was lost with a connection.
-const RECHECK_EVERY: Duration = Duration::from_secs(2);
-
 pub fn task_json(t: &TaskRow) -> Value {
     json!({
         "task_id": t.id,
@@ -73,11 +70,10 @@ pub async fn get(
     let mut events = state.events.subscribe(&task_id);
     loop {
         let task = find().await?.ok_or_else(|| ApiError::not_found("task"))?;
-        let now = Instant::now();
-        if is_terminal(&task) || now >= deadline {
+        if is_terminal(&task) || Instant::now() >= deadline {
             return Ok(Json(task_json(&task)));
         }
-        let _ = tokio::time::timeout((deadline - now).min(RECHECK_EVERY), events.changed()).await;
+        events.changed_before(deadline).await;
     }
 }
 

@@ -504,28 +504,11 @@ impl BodySchema for ListUploads {
     const FIELDS: &'static [&'static str] = &["filters", "search", "sort", "limit", "offset"];
 }
 
-fn relocate(err: ApiError, under: &str) -> ApiError {
-    match err {
-        ApiError::Validation(issues) => ApiError::Validation(
-            issues
-                .into_iter()
-                .map(|mut issue| {
-                    issue
-                        .location
-                        .insert(1.min(issue.location.len()), under.to_owned());
-                    issue
-                })
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 fn parse_filters(filters: Option<Value>) -> Result<UploadFilter, ApiError> {
     let Some(filters) = filters.filter(|f| !f.is_null()) else {
         return Ok(UploadFilter::default());
     };
-    let f: UploadFilters = parse_value(filters).map_err(|e| relocate(e, "filters"))?;
+    let f: UploadFilters = parse_value(filters).map_err(|e| e.nested(&["filters"]))?;
     let statuses = match f.status {
         None => None,
         Some(OneOrMany::One(s)) => Some(vec![s]),
@@ -553,7 +536,7 @@ fn parse_sort(sort: Option<Value>) -> Result<(UploadSort, bool), ApiError> {
     let Some(sort) = sort.filter(|s| !s.is_null()) else {
         return Ok((UploadSort::CreatedAt, true));
     };
-    let spec: SortSpec = parse_value(sort).map_err(|e| relocate(e, "sort"))?;
+    let spec: SortSpec = parse_value(sort).map_err(|e| e.nested(&["sort"]))?;
     let field = UploadSort::parse(&spec.field).ok_or_else(|| {
         ApiError::invalid(
             "enum",

@@ -126,20 +126,19 @@ pub async fn submit(
     else {
         return Ok(None);
     };
-    let batch = draft;
     let inputs = json!({
-        "batch_id": batch.id,
-        "bucket_id": batch.bucket_id,
-        "object_ids": batch.object_ids,
+        "batch_id": draft.id,
+        "bucket_id": draft.bucket_id,
+        "object_ids": draft.object_ids,
     });
     // Submitting is done once the announcement is committed to the outbox.
-    let outputs = json!({ "batch_id": batch.id, "object_count": batch.object_ids.len() });
+    let outputs = json!({ "batch_id": draft.id, "object_count": draft.object_ids.len() });
     tasks::insert(
         conn,
         &NewTask {
             id: &task_id,
             organization_id,
-            namespace_id: &batch.namespace_id,
+            namespace_id: &draft.namespace_id,
             task_type: TaskType::BatchSubmit.as_str(),
             status: TaskStatus::Completed.as_str(),
             inputs: &inputs,
@@ -151,7 +150,7 @@ pub async fn submit(
         "UPDATE batches SET status = 'PENDING', task_id = $2, updated_at = now()
          WHERE id = $1 RETURNING {BATCH_COLUMNS}"
     )))
-    .bind(&batch.id)
+    .bind(&draft.id)
     .bind(&task_id)
     .fetch_one(&mut *conn)
     .await?;
