@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -81,6 +81,10 @@ impl FromRequestParts<AppState> for Tenant {
                     )
                 })?,
         };
+        // PostgreSQL text cannot hold NUL, so such a name names no namespace.
+        if ident.contains('\0') {
+            return Err(ApiError::not_found("namespace"));
+        }
         let namespace = tenancy::find_namespace(&state.pool, &caller.organization_id, ident.trim())
             .await?
             .ok_or_else(|| ApiError::not_found("namespace"))?;
@@ -115,7 +119,40 @@ async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
 pub fn parse_body<T: BodySchema>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid("json_invalid", &["body"], format!("invalid JSON: {e}")))?;
+    if let Some(mut location) = nul_location(&value) {
+        location.insert(0, "body".to_owned());
+        let location: Vec<&str> = location.iter().map(String::as_str).collect();
+        return Err(ApiError::invalid(
+            "string_nul",
+            &location,
+            "text must not contain the NUL character (\\u0000)",
+        ));
+    }
     parse_value(value)
+}
+
+/// Where the first string or key holding NUL is, which PostgreSQL text and JSONB cannot
+/// store.
+fn nul_location(value: &Value) -> Option<Vec<String>> {
+    match value {
+        Value::String(s) => s.contains('\0').then(Vec::new),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            nul_location(item).map(|mut at| {
+                at.insert(0, i.to_string());
+                at
+            })
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(vec![k.clone()]);
+            }
+            nul_location(v).map(|mut at| {
+                at.insert(0, k.clone());
+                at
+            })
+        }),
+        _ => None,
+    }
 }
 
 /// Like [`parse_body`], for a value already parsed (an item of a list, say).
@@ -197,6 +234,13 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // PostgreSQL text cannot hold NUL, so such an id names nothing.
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("no such resource".into()))?;
+        if raw.iter().any(|(_, value)| value.contains('\0')) {
+            return Err(ApiError::NotFound("no such resource".into()));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))

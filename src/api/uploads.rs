@@ -233,6 +233,15 @@ async fn prepare(
     body: CreateUpload,
 ) -> Result<Prepared, ApiError> {
     let filename = Filename::parse(&body.filename).map_err(field_error("filename"))?;
+    // A key ending in the dot segment `.` is rewritten by every URL parser, so the
+    // presigned URL would address another key.
+    if filename.as_str() == "." {
+        return Err(ApiError::invalid(
+            "value_error",
+            &["body", "filename"],
+            "filename must not be '.'",
+        ));
+    }
     let content_type =
         ContentType::parse(&body.content_type).map_err(field_error("content_type"))?;
     check_declared_size(body.file_size_bytes)?;
