@@ -2,9 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, DatabaseConfig, DevConfig};
+use crate::config::{Config, DatabaseConfig, DevConfig, QueueConfig};
+use crate::queue::Topology;
 use crate::startup::{self, Components};
-use crate::{admin, dev, store};
+use crate::store::dead_letters;
+use crate::{admin, dead_letter, dev, store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,8 +43,31 @@ pub enum Command {
     Admin {
         #[command(flatten)]
         database: DatabaseConfig,
+        #[command(flatten)]
+        queue: QueueConfig,
         #[command(subcommand)]
         action: AdminAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Confirmations failed by the dead-letter consumer, and the messages it left in the
+    /// dead-letter queue because no task could be found for them.
+    List {
+        /// At most this many of each.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put dead-lettered confirmations back on the queue (published by the relay).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["task", "all"])))]
+    Replay {
+        /// The task of one dead-lettered confirmation.
+        #[arg(long)]
+        task: Option<String>,
+        /// Every dead-lettered confirmation not replayed yet.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -87,6 +112,9 @@ pub enum AdminAction {
         #[arg(long)]
         storage_quota_bytes: Option<i64>,
     },
+    /// The dead-letter queue: list, replay.
+    #[command(subcommand)]
+    Dlq(DlqAction),
 }
 
 async fn serve(config: Config, components: Components) -> anyhow::Result<()> {
@@ -133,9 +161,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev { settings, dev } => dev::run(*settings, dev).await,
         Command::Bench(BenchAction::Latency(args)) => crate::bench::latency(args).await,
         Command::Bench(BenchAction::BatchConfirm(args)) => crate::bench::batch_confirm(args).await,
-        Command::Admin { database, action } => {
+        Command::Admin {
+            database,
+            queue,
+            action,
+        } => {
             let pool = store::connect(&database).await?;
-            run_admin(&pool, action).await
+            match action {
+                AdminAction::Dlq(dlq) => run_dlq(&pool, &queue, dlq).await,
+                other => run_admin(&pool, other).await,
+            }
         }
     }
 }
@@ -168,6 +203,65 @@ async fn run_admin(pool: &sqlx::PgPool, action: AdminAction) -> anyhow::Result<(
             admin::set_namespace_limits(pool, &namespace, max_file_size_bytes, storage_quota_bytes)
                 .await?;
             println!("limits set");
+        }
+        AdminAction::Dlq(_) => unreachable!("handled by run_dlq"),
+    }
+    Ok(())
+}
+
+async fn run_dlq(
+    pool: &sqlx::PgPool,
+    queue: &QueueConfig,
+    action: DlqAction,
+) -> anyhow::Result<()> {
+    let topology = Topology::from_config(queue);
+    match action {
+        DlqAction::List { limit } => {
+            let failed =
+                dead_letters::list_open(pool, i64::try_from(limit).unwrap_or(i64::MAX)).await?;
+            println!(
+                "dead-lettered confirmations (FAILED, replayable): {}",
+                failed.len()
+            );
+            for d in &failed {
+                println!(
+                    "  task={} upload={} at={} reason={} attempts={} error={}",
+                    d.task_id,
+                    d.upload_id,
+                    d.dead_lettered_at.to_rfc3339(),
+                    d.reason,
+                    d.attempts,
+                    d.error
+                );
+            }
+            let (total, left) = dead_letter::peek(&queue.amqp_url, &topology, limit).await?;
+            println!(
+                "messages left in {} (no task to fail): {total}",
+                topology.dead_letter_queue()
+            );
+            for m in &left {
+                println!("  reason={} body={:?}", m.reason, m.body);
+            }
+        }
+        DlqAction::Replay { task, all } => {
+            let which = if all { None } else { task.as_deref() };
+            let replayed = dead_letters::replay(pool, which, &topology.confirm_queue()).await?;
+            if replayed.is_empty() {
+                match which {
+                    Some(id) => anyhow::bail!("no dead-lettered confirmation for task {id}"),
+                    None => println!("nothing to replay"),
+                }
+            }
+            for r in &replayed {
+                if r.queued {
+                    println!("replayed task={} upload={}", r.task_id, r.upload_id);
+                } else {
+                    println!(
+                        "skipped task={} upload={}: it moved on since it was dead-lettered",
+                        r.task_id, r.upload_id
+                    );
+                }
+            }
         }
     }
     Ok(())

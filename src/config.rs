@@ -123,11 +123,44 @@ pub struct WorkerConfig {
     /// Longest a job retries transient failures before handing the message back (ms).
     #[arg(long, env = "RETRY_BUDGET_MS", default_value_t = 30_000)]
     pub retry_budget_ms: u64,
+
+    /// On SIGTERM, how long a worker lets its jobs finish before handing them back (seconds).
+    #[arg(long, env = "WORKER_DRAIN_SECONDS", default_value_t = 30)]
+    pub worker_drain_seconds: u64,
+
+    /// Objects from this size are held by a database lease instead of an unacked
+    /// message while they are hashed, so no broker acknowledgement timeout applies (bytes).
+    #[arg(long, env = "LEASE_FROM_BYTES", default_value_t = 1_073_741_824)]
+    pub lease_from_bytes: i64,
+
+    /// How long a lease lasts unless its worker renews it (renewed every third of it; seconds).
+    #[arg(long, env = "LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u64,
+
+    /// How often each worker looks at the dead-letter queue and at lapsed leases (ms).
+    #[arg(long, env = "DEAD_LETTER_INTERVAL_MS", default_value_t = 2_000)]
+    pub dead_letter_interval_ms: u64,
+
+    /// Where a worker process serves `/healthz` and `/readyz` (unset: nowhere).
+    #[arg(long, env = "HEALTH_LISTEN_ADDR")]
+    pub health_listen_addr: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
     pub fn retry_budget(&self) -> Duration {
         Duration::from_millis(self.retry_budget_ms)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.worker_drain_seconds)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds.max(1))
+    }
+
+    pub fn dead_letter_interval(&self) -> Duration {
+        Duration::from_millis(self.dead_letter_interval_ms.max(100))
     }
 }
 

@@ -1,10 +1,12 @@
 //! The confirm pipeline of spec §3.3, as a worker runs it, and the results it records.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use backoff::ExponentialBackoff;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use tokio::sync::oneshot;
 
 use crate::api::error::ApiError;
 use crate::api::uploads::check_quota;
@@ -102,6 +104,15 @@ impl From<BlobError> for StepError {
 #[error("{0}")]
 pub struct Retryable(pub String);
 
+/// What became of a job the worker ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// It reached a terminal state (now or before): settle the message.
+    Done,
+    /// The message names no task of this service: it belongs in the dead-letter queue.
+    UnknownTask,
+}
+
 /// Everything a worker needs to run confirmations.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -111,19 +122,52 @@ pub struct Pipeline {
     pub async_threshold_bytes: i64,
     pub retry_budget: Duration,
     pub batches: BatchDestination,
+    /// Objects from this size are held by a renewed lease in the database while hashed.
+    pub lease_from_bytes: i64,
+    pub lease: Duration,
+}
+
+/// Renews a task's lease until dropped.
+struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The lease of one run: taken at most once, then renewed until the run ends.
+#[derive(Default)]
+struct LeaseSlot {
+    /// Told once the lease is recorded, so the message can be settled.
+    notify: Option<oneshot::Sender<()>>,
+    keeper: Option<LeaseKeeper>,
 }
 
 impl Pipeline {
     /// Runs one job to a terminal state, or says it must be retried later.
     /// A job whose task is already terminal (a redelivery, a cancel) changes nothing.
-    pub async fn run(&self, job: &ConfirmJob) -> Result<(), Retryable> {
-        let Some(task) = tasks::start(&self.pool, &job.task_id)
+    /// `leased` is told when the job moves from the broker's hands to a database lease.
+    pub async fn run(
+        &self,
+        job: &ConfirmJob,
+        leased: Option<oneshot::Sender<()>>,
+    ) -> Result<Ran, Retryable> {
+        let task = match tasks::start(&self.pool, &job.task_id)
             .await
             .map_err(|e| Retryable(format!("database: {e}")))?
-        else {
-            tracing::debug!("task already terminal or unknown; nothing to do");
-            return Ok(());
+        {
+            tasks::Start::Started(task) => task,
+            tasks::Start::Terminal => {
+                tracing::debug!("task already terminal; nothing to do");
+                return Ok(Ran::Done);
+            }
+            tasks::Start::Unknown => return Ok(Ran::UnknownTask),
         };
+        let lease = Mutex::new(LeaseSlot {
+            notify: leased,
+            keeper: None,
+        });
         let options: ConfirmOptions =
             serde_json::from_value(task.inputs.get("options").cloned().unwrap_or(Value::Null))
                 .unwrap_or_default();
@@ -137,7 +181,7 @@ impl Pipeline {
         let outcome = backoff::future::retry_notify(
             policy,
             || async {
-                self.attempt(job, &options).await.map_err(|e| match e {
+                self.attempt(job, &options, &lease).await.map_err(|e| match e {
                     StepError::Permanent(err) => backoff::Error::permanent(StepError::Permanent(err)),
                     transient => backoff::Error::transient(transient),
                 })
@@ -146,8 +190,16 @@ impl Pipeline {
         )
         .await;
 
+        // Whatever happened, this run renews nothing any more.
+        drop(
+            lease
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .keeper
+                .take(),
+        );
         match outcome {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Ran::Done),
             Err(StepError::Permanent(err)) => {
                 let text = err.to_string();
                 finish::fail(
@@ -160,7 +212,7 @@ impl Pipeline {
                 .await
                 .map_err(|e| Retryable(format!("database: {e}")))?;
                 tracing::info!(error = %text, "confirmation failed");
-                Ok(())
+                Ok(Ran::Done)
             }
             Err(StepError::Transient(msg)) => {
                 self.mark_interrupted(&job.task_id, &msg).await;
@@ -184,7 +236,46 @@ impl Pipeline {
         }
     }
 
-    async fn attempt(&self, job: &ConfirmJob, options: &ConfirmOptions) -> Result<(), StepError> {
+    /// Takes the lease of a long job once, and keeps renewing it while the run lasts.
+    async fn take_lease(&self, task_id: &str, slot: &Mutex<LeaseSlot>) -> Result<(), StepError> {
+        if slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keeper
+            .is_some()
+        {
+            return Ok(());
+        }
+        if !tasks::hold_lease(&self.pool, task_id, self.lease).await? {
+            return Err(StepError::Transient("the task stopped running".into()));
+        }
+        let pool = self.pool.clone();
+        let id = task_id.to_owned();
+        let lease = self.lease;
+        let keeper = LeaseKeeper(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match tasks::hold_lease(&pool, &id, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(error = %e, "could not renew the lease; will retry"),
+                }
+            }
+        }));
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.keeper = Some(keeper);
+        if let Some(notify) = slot.notify.take() {
+            let _ = notify.send(());
+        }
+        Ok(())
+    }
+
+    async fn attempt(
+        &self,
+        job: &ConfirmJob,
+        options: &ConfirmOptions,
+        lease: &Mutex<LeaseSlot>,
+    ) -> Result<(), StepError> {
         let Some(upload) = uploads::find(&self.pool, &job.upload_id).await? else {
             return Err(StepError::Permanent(ApiError::not_found("upload")));
         };
@@ -200,6 +291,9 @@ impl Pipeline {
         let head = self.blob.head(&upload.s3_key).await?;
         check_head(&head, options)?;
         let size = i64::try_from(head.size).unwrap_or(i64::MAX);
+        if size >= self.lease_from_bytes {
+            self.take_lease(&job.task_id, lease).await?;
+        }
         if size >= self.async_threshold_bytes {
             // A sync caller waiting on this task moves to the async answer.
             self.report_progress(&job.task_id, 0, head.size).await?;

@@ -12,10 +12,12 @@ use crate::api::{self, ApiSettings, AppState};
 use crate::blob::{BlobStore, S3Settings};
 use crate::config::{Config, S3Config};
 use crate::confirm::Pipeline;
+use crate::health::{self, Connected, Health};
 use crate::notify::TaskEvents;
 use crate::queue::{self, Publisher, Topology};
 use crate::store::confirm::BatchDestination;
-use crate::{relay, store, sweep, worker};
+use crate::worker::WorkerSettings;
+use crate::{dead_letter, relay, store, sweep, worker};
 
 /// Which components one process runs.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +40,9 @@ impl Components {
 /// The running components of one process.
 pub struct Service {
     pub api_addr: Option<SocketAddr>,
+    /// Where a worker process serves `/healthz` and `/readyz`, when asked to.
+    pub health_addr: Option<SocketAddr>,
+    stop_within: Duration,
     pub pool: PgPool,
     pub blob: BlobStore,
     shutdown: CancellationToken,
@@ -64,12 +69,16 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
         tracing::warn!(error = %err, bucket = %config.s3.s3_bucket, "could not make sure the S3 bucket exists");
     }
     let topology = Topology::from_config(&config.queue);
-    queue::declare_topology(&config.queue.amqp_url, &topology).await?;
+    if let Err(err) = queue::declare_topology(&config.queue.amqp_url, &topology).await {
+        // Every component declares again when it (re)connects; until then it is not ready.
+        tracing::warn!(error = ?err, "broker unreachable at start; components will keep trying");
+    }
     let publisher = Publisher::new(&config.queue.amqp_url, topology.clone());
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
     let mut api_addr = None;
+    let mut health_addr = None;
     if components.api {
         let listener = api::bind(config.api.listen_addr).await?;
         api_addr = Some(listener.local_addr()?);
@@ -80,6 +89,7 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             blob: blob.clone(),
             publisher: publisher.clone(),
             events,
+            health: Health::new(pool.clone(), Some(publisher.clone()), None),
             settings: Arc::new(ApiSettings {
                 sync_wait: config.api.sync_wait(),
                 async_threshold_bytes: config.confirm.async_threshold_bytes,
@@ -105,7 +115,23 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
                 exchange: topology.batches_exchange(),
                 routing_key: queue::BATCH_SUBMITTED_ROUTING_KEY.to_owned(),
             },
+            lease_from_bytes: config.worker.lease_from_bytes,
+            lease: config.worker.lease(),
         };
+        let connected = Connected::default();
+        if let Some(addr) = config.worker.health_listen_addr {
+            let health = Health::new(pool.clone(), None, Some(connected.clone()));
+            let local = health::serve(addr, health, shutdown.clone()).await?;
+            health_addr = Some(local);
+            tracing::info!(addr = %local, "worker health listening");
+        }
+        tasks.push(tokio::spawn(dead_letter::run(
+            config.queue.amqp_url.clone(),
+            topology.clone(),
+            pool.clone(),
+            config.worker.dead_letter_interval(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(sweep::run(
             pool.clone(),
             blob.clone(),
@@ -113,10 +139,14 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(worker::run(
-            config.queue.amqp_url.clone(),
-            topology.clone(),
-            config.worker.worker_concurrency.max(1),
+            WorkerSettings {
+                amqp_url: config.queue.amqp_url.clone(),
+                topology: topology.clone(),
+                concurrency: config.worker.worker_concurrency.max(1),
+                drain: config.worker.drain_timeout(),
+            },
             pipeline,
+            connected,
             shutdown.clone(),
         )));
     }
@@ -130,6 +160,8 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
     }
     Ok(Service {
         api_addr,
+        health_addr,
+        stop_within: config.worker.drain_timeout() + Duration::from_secs(15),
         pool,
         blob,
         shutdown,
@@ -152,10 +184,7 @@ impl Service {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let all = futures::future::join_all(self.tasks);
-        if tokio::time::timeout(Duration::from_secs(45), all)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.stop_within, all).await.is_err() {
             tracing::warn!("components did not stop in time");
         }
         self.pool.close().await;

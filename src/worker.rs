@@ -10,54 +10,69 @@ use lapin::options::{
     BasicRejectOptions,
 };
 use lapin::types::FieldTable;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::confirm::Pipeline;
+use crate::confirm::{Pipeline, Ran};
+use crate::health::Connected;
 use crate::queue::{self, ConfirmJob, Topology};
 
-/// How long a stopping worker lets its jobs finish before handing them back.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How one worker process consumes.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub amqp_url: String,
+    pub topology: Topology,
+    /// Jobs run at once, and the prefetch.
+    pub concurrency: u16,
+    /// On shutdown, how long jobs may finish before they are handed back.
+    pub drain: Duration,
+}
 
 /// Consumes until `shutdown`, reconnecting with backoff when the broker goes away.
+/// `connected` says, for readiness, whether the consumer is attached right now.
 pub async fn run(
-    amqp_url: String,
-    topology: Topology,
-    concurrency: u16,
+    settings: WorkerSettings,
     pipeline: Pipeline,
+    connected: Connected,
     shutdown: CancellationToken,
 ) {
-    let mut wait = Duration::from_millis(200);
+    let mut backoff = Reconnect::new();
     while !shutdown.is_cancelled() {
-        match consume(&amqp_url, &topology, concurrency, &pipeline, &shutdown).await {
+        let outcome = consume(&settings, &pipeline, &connected, &shutdown).await;
+        connected.set(false);
+        match outcome {
             Ok(()) => return,
             Err(err) => {
+                let wait = backoff.next_wait();
                 tracing::warn!(error = ?err, ?wait, "worker lost the broker; reconnecting");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
                 }
-                wait = (wait * 2).min(Duration::from_secs(10));
             }
         }
     }
 }
 
 async fn consume(
-    amqp_url: &str,
-    topology: &Topology,
-    concurrency: u16,
+    settings: &WorkerSettings,
     pipeline: &Pipeline,
+    connected: &Connected,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let conn = queue::connect(amqp_url, "upconfirm-worker")
-        .await
-        .context("connecting to RabbitMQ")?;
+    let topology = &settings.topology;
+    let conn = queue::connect(
+        &settings.amqp_url,
+        &queue::connection_name("worker", topology),
+    )
+    .await
+    .context("connecting to RabbitMQ")?;
     let channel = conn.create_channel().await?;
     queue::declare(&channel, topology).await?;
     channel
-        .basic_qos(concurrency, BasicQosOptions::default())
+        .basic_qos(settings.concurrency, BasicQosOptions::default())
         .await?;
     let tag = format!("upconfirm-worker-{}", uuid::Uuid::new_v4().simple());
     let mut consumer = channel
@@ -68,10 +83,13 @@ async fn consume(
             FieldTable::default(),
         )
         .await?;
-    tracing::info!(queue = %topology.confirm_queue(), concurrency, "worker consuming");
+    connected.set(true);
+    tracing::info!(queue = %topology.confirm_queue(), concurrency = settings.concurrency, "worker consuming");
 
+    // Each connection has its own set of jobs: a delivery is only ever settled on the
+    // channel it came from, so a tag never outlives its channel into a new one.
     let in_flight = TaskTracker::new();
-    let result = loop {
+    let result: anyhow::Result<()> = loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             next = consumer.next() => next,
@@ -85,19 +103,47 @@ async fn consume(
             None => break Err(anyhow::anyhow!("the broker closed the consumer")),
         }
     };
+    connected.set(false);
+    in_flight.close();
+    // On a lost connection the broker requeues what the channel held: jobs still running
+    // finish (their effects are idempotent) but cannot settle; reconnect at once.
+    result?;
     // Take no more; let what we hold finish, then close (unacked messages return to the queue).
     let _ = channel
         .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
         .await;
-    in_flight.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.wait())
+    if tokio::time::timeout(settings.drain, in_flight.wait())
         .await
         .is_err()
     {
-        tracing::warn!("jobs still running at the drain deadline are handed back to the broker");
+        tracing::warn!(
+            still_running = in_flight.len(),
+            "jobs still running at the drain deadline are handed back to the broker"
+        );
+    } else {
+        tracing::info!("drained: every job held was settled");
     }
     let _ = conn.close(200, "worker stopping".into()).await;
-    result
+    Ok(())
+}
+
+/// Exponential reconnect waits with full jitter, from 100 ms up to 10 s.
+struct Reconnect {
+    attempt: u32,
+}
+
+impl Reconnect {
+    fn new() -> Self {
+        Reconnect { attempt: 0 }
+    }
+
+    fn next_wait(&mut self) -> Duration {
+        let cap = Duration::from_millis(100)
+            .saturating_mul(1u32 << self.attempt.min(7))
+            .min(Duration::from_secs(10));
+        self.attempt = self.attempt.saturating_add(1);
+        cap.mul_f64(rand::random::<f64>().max(0.1))
+    }
 }
 
 async fn handle(pipeline: Pipeline, delivery: Delivery) {
@@ -112,8 +158,34 @@ async fn handle(pipeline: Pipeline, delivery: Delivery) {
     let span =
         tracing::info_span!("confirm_job", task_id = %job.task_id, upload_id = %job.upload_id);
     async {
-        let outcome = match pipeline.run(&job).await {
-            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+        // A long job tells us once its lease is recorded: from then on the database holds
+        // it, and the delivery is settled at once so no acknowledgement timeout applies.
+        let (leased_tx, leased_rx) = oneshot::channel();
+        let run = pipeline.run(&job, Some(leased_tx));
+        tokio::pin!(run);
+        let mut settled = false;
+        let result = tokio::select! {
+            result = &mut run => result,
+            Ok(()) = leased_rx => {
+                settled = true;
+                if let Err(err) = delivery.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(error = %err, "could not settle a leased job's delivery");
+                }
+                run.await
+            }
+        };
+        if settled {
+            if let Err(err) = result {
+                tracing::warn!(error = %err, "leased job interrupted; its lease will put it back");
+            }
+            return;
+        }
+        let outcome = match result {
+            Ok(Ran::Done) => delivery.ack(BasicAckOptions::default()).await,
+            Ok(Ran::UnknownTask) => {
+                tracing::error!("job for a task that does not exist sent to the dead-letter queue");
+                delivery.reject(BasicRejectOptions { requeue: false }).await
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "job handed back to the broker for a later attempt");
                 delivery
@@ -131,4 +203,20 @@ async fn handle(pipeline: Pipeline, delivery: Delivery) {
     }
     .instrument(span)
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_waits_grow_and_stay_capped() {
+        let mut r = Reconnect::new();
+        let waits: Vec<Duration> = (0..12).map(|_| r.next_wait()).collect();
+        assert!(waits[0] <= Duration::from_millis(100));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(10)));
+        assert!(waits.iter().all(|w| *w >= Duration::from_millis(10)));
+        // Past the cap, jitter keeps waits between a tenth of the cap and the cap.
+        assert!(waits[11] >= Duration::from_secs(1), "{waits:?}");
+    }
 }

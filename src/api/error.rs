@@ -229,6 +229,15 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %err, "database unavailable");
                 ApiError::Unavailable("database unavailable, retry later".to_owned())
             }
+            // Connection exceptions (08xxx) and an operator or a restart ending the
+            // session (57P01..57P03): the request did not fail, the database went away.
+            sqlx::Error::Database(ref e)
+                if e.code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")) =>
+            {
+                tracing::warn!(error = %err, "database session lost");
+                ApiError::Unavailable("database unavailable, retry later".to_owned())
+            }
             other => ApiError::Internal(other.into()),
         }
     }

@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::blob::BlobStore;
+use crate::health::Health;
 use crate::notify::TaskEvents;
 use crate::queue::Publisher;
 use error::ApiError;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub publisher: Publisher,
     pub events: TaskEvents,
     pub settings: Arc<ApiSettings>,
+    pub health: Health,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +89,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
+    let health = crate::health::routes(state.health.clone());
     let (routes, doc) = routes();
     let doc = Arc::new(doc);
     routes
@@ -97,6 +100,7 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json(doc) }
             }),
         )
+        .merge(health)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -69,6 +69,12 @@ pub enum QueueError {
 /// Longest wait for a connection or a confirm before the broker is taken as unavailable.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The name a component's connection carries: its role and the queue prefix, so operators
+/// (and tests) can tell which deployment a connection belongs to.
+pub fn connection_name(role: &str, topology: &Topology) -> String {
+    format!("upconfirm-{role} {}", topology.prefix)
+}
+
 /// Opens a connection with a name operators can recognise in the management UI.
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
@@ -130,7 +136,7 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()
 
 /// Connects and declares, for start-up.
 pub async fn declare_topology(url: &str, topology: &Topology) -> anyhow::Result<()> {
-    let conn = connect(url, "upconfirm-setup")
+    let conn = connect(url, &connection_name("setup", topology))
         .await
         .context("connecting to RabbitMQ")?;
     let channel = conn.create_channel().await?;
@@ -193,7 +199,8 @@ impl Publisher {
             }
         }
         *slot = None;
-        let conn = tokio::time::timeout(BROKER_TIMEOUT, connect(&self.url, "upconfirm-publisher"))
+        let name = connection_name("publisher", &self.topology);
+        let conn = tokio::time::timeout(BROKER_TIMEOUT, connect(&self.url, &name))
             .await
             .map_err(|_| QueueError::Timeout)??;
         let channel = conn.create_channel().await?;
@@ -203,6 +210,11 @@ impl Publisher {
         declare(&channel, &self.topology).await?;
         *slot = Some((conn, channel.clone()));
         Ok(channel)
+    }
+
+    /// Opens the publishing channel unless it is open already: whether the broker is reachable.
+    pub async fn ensure_connected(&self) -> Result<(), QueueError> {
+        self.channel().await.map(drop)
     }
 
     async fn forget_channel(&self) {

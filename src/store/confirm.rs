@@ -194,7 +194,7 @@ pub async fn end_task(
     outputs: &Value,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "UPDATE tasks SET status = $2, error = $3, outputs = $4, updated_at = now()
+        "UPDATE tasks SET status = $2, error = $3, outputs = $4, lease_until = NULL, updated_at = now()
          WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')",
     )
     .bind(task_id)

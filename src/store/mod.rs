@@ -4,6 +4,7 @@ pub mod batch_confirm;
 pub mod batches;
 pub mod cancel;
 pub mod confirm;
+pub mod dead_letters;
 pub mod models;
 pub mod objects;
 pub mod outbox;
@@ -53,6 +54,24 @@ pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<PgPool> {
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")
+}
+
+/// How many of the migrations this build carries the database has not applied.
+pub async fn pending_migrations(pool: &PgPool) -> sqlx::Result<usize> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(v) => v,
+            // No migration table: nothing applied yet.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(e),
+        };
+    Ok(sqlx::migrate!("./migrations")
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count())
 }
 
 /// Applies the migrations under `migrations/`.

@@ -174,27 +174,272 @@ impl TestApp {
             .expect("start more components")
     }
 
-    /// Ready messages in this test's confirm queue.
-    pub async fn confirm_queue_depth(&self) -> u32 {
-        let conn = upconfirm::queue::connect(AMQP_URL, "upconfirm-test-probe")
+    /// Starts more components with an adjusted copy of this app's configuration.
+    pub async fn start_more_with(
+        &self,
+        components: Components,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Service {
+        let mut config = self.config.clone();
+        tweak(&mut config);
+        upconfirm::startup::start(config, components)
             .await
-            .expect("connect to RabbitMQ");
-        let channel = conn.create_channel().await.expect("channel");
-        let queue = channel
-            .queue_declare(
-                format!("{}.confirm", self.queue_prefix).as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .expect("declare the confirm queue passively");
-        let _ = conn.close(200, "done".into()).await;
-        queue.message_count()
+            .expect("start more components")
     }
 
+    /// The configuration the service was started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Stops the S3 store: requests to it fail until `resume_s3`.
+    pub async fn pause_s3(&mut self) {
+        if let Some(s3) = self.s3.take() {
+            s3.stop().await;
+        }
+    }
+
+    /// Starts the S3 store again, on the same port and over the same files.
+    pub async fn resume_s3(&mut self) {
+        let endpoint = self.config.s3.s3_endpoint.clone().expect("an S3 endpoint");
+        let addr: SocketAddr = endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the store's address");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match EmbeddedS3::start(&self.temp_dir, addr, S3_ACCESS_KEY, S3_SECRET_KEY).await {
+                Ok(s3) => {
+                    self.s3 = Some(s3);
+                    return;
+                }
+                Err(err) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = ?err, "port not free yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("restart the S3 store on {addr}: {err:?}"),
+            }
+        }
+    }
+
+    /// Ready messages in this test's dead-letter queue.
+    pub async fn dead_letter_depth(&self) -> u32 {
+        queue_depth(&format!("{}.confirm.dead", self.queue_prefix)).await
+    }
+
+    /// Ready messages in this test's confirm queue.
+    pub async fn confirm_queue_depth(&self) -> u32 {
+        queue_depth(&format!("{}.confirm", self.queue_prefix)).await
+    }
+
+    /// The database of this test (its name).
+    pub fn db_name(&self) -> &str {
+        &self.db_name
+    }
+}
+
+/// Ready messages in a queue that exists.
+pub async fn queue_depth(queue: &str) -> u32 {
+    let conn = upconfirm::queue::connect(AMQP_URL, "upconfirm-test-probe")
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = conn.create_channel().await.expect("channel");
+    let queue = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare the queue passively");
+    let _ = conn.close(200, "done".into()).await;
+    queue.message_count()
+}
+
+/// Publishes raw bytes to the confirm queue of `prefix`, as a broken producer would.
+pub async fn publish_raw(prefix: &str, body: &[u8]) {
+    let conn = upconfirm::queue::connect(AMQP_URL, "upconfirm-test-publisher")
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = conn.create_channel().await.expect("channel");
+    channel
+        .basic_publish(
+            "".into(),
+            format!("{prefix}.confirm").as_str().into(),
+            lapin::options::BasicPublishOptions::default(),
+            body,
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("publisher confirm");
+    let _ = conn.close(200, "done".into()).await;
+}
+
+/// An `upconfirm worker` child process of this test.
+pub struct WorkerProcess {
+    child: tokio::process::Child,
+    /// Where it serves `/healthz` and `/readyz`.
+    pub health: SocketAddr,
+}
+
+impl WorkerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("a running child has a pid")
+    }
+
+    /// `kill -9`, then reaps it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Sends SIGTERM and waits up to `within` for it to exit; its exit code, if it did.
+    pub async fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let pid = self.pid();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its `/readyz` answer.
+    pub async fn readyz(&self) -> Option<(StatusCode, Value)> {
+        let resp = reqwest::get(format!("http://{}/readyz", self.health))
+            .await
+            .ok()?;
+        let status = resp.status();
+        Some((status, resp.json().await.ok()?))
+    }
+
+    /// Waits until its consumer is attached (ready), up to `within`.
+    pub async fn wait_ready(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some((StatusCode::OK, _)) = self.readyz().await {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker {} not ready within {within:?}: {:?}",
+                self.health,
+                self.readyz().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+impl TestApp {
+    /// The environment an `upconfirm worker` needs to join this app's service.
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        let c = &self.config;
+        let mut env = vec![
+            ("DATABASE_URL", c.database.database_url.clone()),
+            ("DATABASE_MAX_CONNECTIONS", "8".to_owned()),
+            ("AMQP_URL", c.queue.amqp_url.clone()),
+            ("QUEUE_PREFIX", c.queue.queue_prefix.clone()),
+            ("QUEUE_DELIVERY_LIMIT", c.queue.delivery_limit.to_string()),
+            ("S3_BUCKET", c.s3.s3_bucket.clone()),
+            ("S3_REGION", c.s3.s3_region.clone()),
+            ("S3_FORCE_PATH_STYLE", "true".to_owned()),
+            (
+                "WORKER_CONCURRENCY",
+                c.worker.worker_concurrency.to_string(),
+            ),
+            ("RETRY_BUDGET_MS", c.worker.retry_budget_ms.to_string()),
+            (
+                "ASYNC_THRESHOLD_BYTES",
+                c.confirm.async_threshold_bytes.to_string(),
+            ),
+            ("EXPIRY_SWEEP_INTERVAL_SECONDS", "0".to_owned()),
+            ("DEAD_LETTER_INTERVAL_MS", "500".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        if let Some(e) = &c.s3.s3_endpoint {
+            env.push(("S3_ENDPOINT", e.clone()));
+        }
+        if let Some(k) = &c.s3.s3_access_key_id {
+            env.push(("S3_ACCESS_KEY_ID", k.clone()));
+        }
+        if let Some(k) = &c.s3.s3_secret_access_key {
+            env.push(("S3_SECRET_ACCESS_KEY", k.clone()));
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// Starts `upconfirm worker` as a child process (its log goes to the test's folder);
+    /// `extra` overrides the environment.
+    pub fn spawn_worker_process(&self, extra: &[(&str, &str)]) -> WorkerProcess {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.temp_dir.join("workers.log"))
+            .expect("open the workers' log");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upconfirm"));
+        cmd.arg("worker")
+            .env_clear()
+            .envs(self.worker_env())
+            .env("HEALTH_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start upconfirm worker");
+        WorkerProcess {
+            child,
+            health: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// The workers' log so far (for failure messages).
+    pub fn workers_log(&self) -> String {
+        std::fs::read_to_string(self.temp_dir.join("workers.log")).unwrap_or_default()
+    }
+
+    /// The command line `upconfirm` with this app's database and queues in its environment.
+    pub async fn run_cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_upconfirm"))
+            .args(args)
+            .env_clear()
+            .envs(self.worker_env())
+            .output()
+            .await
+            .expect("run upconfirm");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl TestApp {
     /// The prefix of this test's queues and exchanges.
     pub fn queue_prefix(&self) -> &str {
         &self.queue_prefix
