@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::types::AMQPValue;
 use lapin::{Channel, Connection};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -139,7 +139,7 @@ async fn sweep_channel(
     skip_up_to: Option<u32>,
 ) -> anyhow::Result<DeadLetterSweep> {
     let queue = topology.dead_letter_queue();
-    let waiting = ready_count(channel, &queue).await?;
+    let waiting = queue::ready_count(channel, &queue).await?;
     let mut sweep = DeadLetterSweep::default();
     if skip_up_to.is_some_and(|n| waiting <= n) {
         return Ok(sweep);
@@ -173,22 +173,6 @@ async fn sweep_channel(
         delivery.ack(BasicAckOptions::default()).await?;
     }
     Ok(sweep)
-}
-
-/// Messages ready in a queue that must exist (a passive declare).
-async fn ready_count(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("looking at {queue}"))?;
-    Ok(declared.message_count())
 }
 
 /// Why the broker dead-lettered a message, from its `x-death` header.
@@ -230,7 +214,7 @@ pub async fn peek(
         .context("connecting to RabbitMQ")?;
     let channel = conn.create_channel().await?;
     let queue = topology.dead_letter_queue();
-    let total = ready_count(&channel, &queue).await?;
+    let total = queue::ready_count(&channel, &queue).await?;
     let mut seen = Vec::new();
     while seen.len() < limit.min(total as usize) {
         let Some(got) = channel

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -38,14 +40,14 @@ pub async fn run(
     connected: Connected,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Reconnect::new();
+    let mut waits = reconnect_policy();
     while !shutdown.is_cancelled() {
         let outcome = consume(&settings, &pipeline, &connected, &shutdown).await;
         connected.set(false);
         match outcome {
             Ok(()) => return,
             Err(err) => {
-                let wait = backoff.next_wait();
+                let wait = waits.next_backoff().unwrap_or(Duration::from_secs(10));
                 tracing::warn!(error = ?err, ?wait, "worker lost the broker; reconnecting");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -127,22 +129,15 @@ async fn consume(
     Ok(())
 }
 
-/// Exponential reconnect waits with full jitter, from 100 ms up to 10 s.
-struct Reconnect {
-    attempt: u32,
-}
-
-impl Reconnect {
-    fn new() -> Self {
-        Reconnect { attempt: 0 }
-    }
-
-    fn next_wait(&mut self) -> Duration {
-        let cap = Duration::from_millis(100)
-            .saturating_mul(1u32 << self.attempt.min(7))
-            .min(Duration::from_secs(10));
-        self.attempt = self.attempt.saturating_add(1);
-        cap.mul_f64(rand::random::<f64>().max(0.1))
+/// Reconnect waits: exponential from 100 ms, jittered by half either way, capped at 10 s
+/// (15 s with jitter), retried for as long as the process runs.
+fn reconnect_policy() -> ExponentialBackoff {
+    ExponentialBackoff {
+        current_interval: Duration::from_millis(100),
+        initial_interval: Duration::from_millis(100),
+        max_interval: Duration::from_secs(10),
+        max_elapsed_time: None,
+        ..ExponentialBackoff::default()
     }
 }
 
@@ -211,12 +206,12 @@ mod tests {
 
     #[test]
     fn reconnect_waits_grow_and_stay_capped() {
-        let mut r = Reconnect::new();
-        let waits: Vec<Duration> = (0..12).map(|_| r.next_wait()).collect();
-        assert!(waits[0] <= Duration::from_millis(100));
-        assert!(waits.iter().all(|w| *w <= Duration::from_secs(10)));
-        assert!(waits.iter().all(|w| *w >= Duration::from_millis(10)));
-        // Past the cap, jitter keeps waits between a tenth of the cap and the cap.
-        assert!(waits[11] >= Duration::from_secs(1), "{waits:?}");
+        let mut policy = reconnect_policy();
+        let waits: Vec<Duration> = (0..30).map(|_| policy.next_backoff().unwrap()).collect();
+        assert!(waits[0] <= Duration::from_millis(150));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(15)));
+        assert!(waits.iter().all(|w| *w >= Duration::from_millis(50)));
+        // Past the cap, jitter keeps waits between half the cap and one and a half times it.
+        assert!(waits[29] >= Duration::from_secs(5), "{waits:?}");
     }
 }

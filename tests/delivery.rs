@@ -4,8 +4,6 @@ mod common;
 
 use std::time::Duration;
 
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use serde_json::json;
 
 use common::{random_bytes, str_field, TestApp, AMQP_URL};
@@ -20,27 +18,6 @@ fn publisher(app: &TestApp) -> (Publisher, Topology) {
         delivery_limit: 5,
     };
     (Publisher::new(AMQP_URL, topology.clone()), topology)
-}
-
-/// Messages ready in a queue (passive declare: it must exist already).
-async fn ready_messages(queue: &str) -> u32 {
-    let conn = upconfirm::queue::connect(AMQP_URL, "test-probe")
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let _ = conn.close(200, "done".into()).await;
-    declared.message_count()
 }
 
 /// Confirms a fresh upload through the API and waits for it: every message published
@@ -185,12 +162,12 @@ async fn an_undecodable_message_is_dead_lettered_and_work_goes_on() {
 
     let dead = topology.dead_letter_queue();
     let mut waited = Duration::ZERO;
-    while ready_messages(&dead).await == 0 && waited < Duration::from_secs(10) {
+    while common::queue_depth(&dead).await == 0 && waited < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += Duration::from_millis(100);
     }
     assert_eq!(
-        ready_messages(&dead).await,
+        common::queue_depth(&dead).await,
         1,
         "the garbage waits in the dead-letter queue"
     );

@@ -134,6 +134,22 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()
         .await
 }
 
+/// Messages ready in a queue that must exist already (a passive declare).
+pub async fn ready_count(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("looking at {queue}"))?;
+    Ok(declared.message_count())
+}
+
 /// Connects and declares, for start-up.
 pub async fn declare_topology(url: &str, topology: &Topology) -> anyhow::Result<()> {
     let conn = connect(url, &connection_name("setup", topology))

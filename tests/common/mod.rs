@@ -244,19 +244,11 @@ pub async fn queue_depth(queue: &str) -> u32 {
         .await
         .expect("connect to RabbitMQ");
     let channel = conn.create_channel().await.expect("channel");
-    let queue = channel
-        .queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
+    let depth = upconfirm::queue::ready_count(&channel, queue)
         .await
         .expect("declare the queue passively");
     let _ = conn.close(200, "done".into()).await;
-    queue.message_count()
+    depth
 }
 
 /// Publishes raw bytes to the confirm queue of `prefix`, as a broken producer would.
