@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::api::error::ApiError;
 use crate::api::uploads::check_quota;
-use crate::blob::{BlobError, BlobStore, ObjectHead};
+use crate::blob::{BlobError, BlobStore, ObjectHead, OpenObject};
 use crate::config::HashPolicy;
 use crate::domain::{etags_match, unquote_etag, ContentHash, TaskStatus, UploadStatus};
 use crate::queue::ConfirmJob;
@@ -288,7 +288,14 @@ impl Pipeline {
         }
 
         // Steps 1–3: the object exists, with the ETag and size the client gave.
-        let head = self.blob.head(&upload.s3_key).await?;
+        // With SHA-256 the body is needed anyway: one GetObject answers for both.
+        let (head, body) = match self.hash_policy {
+            HashPolicy::Etag => (self.blob.head(&upload.s3_key).await?, None),
+            HashPolicy::Sha256 => {
+                let object = self.blob.open(&upload.s3_key).await?;
+                (object.head.clone(), Some(object))
+            }
+        };
         check_head(&head, options)?;
         let size = i64::try_from(head.size).unwrap_or(i64::MAX);
         if size >= self.lease_from_bytes {
@@ -300,7 +307,7 @@ impl Pipeline {
         }
 
         // Step 4: the content hash.
-        let content_hash = self.content_hash(&job.task_id, &upload, &head).await?;
+        let content_hash = self.content_hash(&job.task_id, &head, body).await?;
         if size >= self.async_threshold_bytes {
             self.report_progress(&job.task_id, head.size, head.size)
                 .await?;
@@ -356,12 +363,12 @@ impl Pipeline {
     async fn content_hash(
         &self,
         task_id: &str,
-        upload: &UploadRow,
         head: &ObjectHead,
+        body: Option<OpenObject>,
     ) -> Result<ContentHash, StepError> {
-        if self.hash_policy == HashPolicy::Etag {
+        let Some(body) = body else {
             return Ok(ContentHash::from_etag(&head.etag));
-        }
+        };
         if let Some(hash) = head
             .sha256_hex
             .as_deref()
@@ -374,7 +381,7 @@ impl Pipeline {
         let mut progress = move |done: u64| {
             tx.send_replace(done);
         };
-        let hashed = self.blob.sha256(&upload.s3_key, &mut progress).await;
+        let hashed = body.sha256(&mut progress).await;
         reporter.abort();
         let hashed = hashed?;
         if hashed.bytes != head.size {

@@ -22,7 +22,10 @@ pub struct SweepReport {
     pub deferred: u64,
 }
 
-/// Sweeps every interval until `shutdown`.
+/// Usage ledger rows folded into their namespaces per round, at most.
+const USAGE_FOLD_LIMIT: i64 = 100_000;
+
+/// Sweeps every interval until `shutdown`: folds the usage ledger, then fails expired uploads.
 pub async fn run(pool: PgPool, blob: BlobStore, cfg: SweepConfig, shutdown: CancellationToken) {
     let Some(interval) = cfg.interval() else {
         return;
@@ -31,6 +34,11 @@ pub async fn run(pool: PgPool, blob: BlobStore, cfg: SweepConfig, shutdown: Canc
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
+        }
+        match crate::store::tenancy::fold_usage(&pool, USAGE_FOLD_LIMIT).await {
+            Ok(0) => {}
+            Ok(moved) => tracing::debug!(moved, "usage ledger folded"),
+            Err(err) => tracing::warn!(error = %err, "usage fold failed; will retry"),
         }
         loop {
             match sweep_once(&pool, &blob, &cfg).await {

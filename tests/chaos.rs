@@ -315,7 +315,7 @@ impl Run {
         assert_eq!(orphans, 0, "no object without a completed upload");
         let used: i64 = query_scalar(
             pool,
-            "SELECT storage_used_bytes::bigint FROM namespaces WHERE id = $1",
+            "SELECT (storage_used_bytes + coalesce((SELECT sum(bytes) FROM namespace_usage WHERE namespace_id = $1), 0))::bigint FROM namespaces WHERE id = $1",
             &self.app.namespace_id,
         )
         .await;

@@ -48,6 +48,7 @@ const SNAPSHOT_SQL: &str = "SELECT json_build_object(
     'batches', (SELECT count(*) FROM batches),
     'batch_confirm_items', (SELECT count(*) FROM batch_confirm_items),
     'bucket_contents', (SELECT count(*) FROM bucket_contents),
+    'namespace_usage', (SELECT count(*) FROM namespace_usage),
     'uploads_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM uploads),
     'tasks_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM tasks),
     'buckets_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM buckets),

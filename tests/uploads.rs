@@ -292,3 +292,98 @@ async fn uploads_to_an_unknown_bucket_are_not_found() {
     assert_error(status, &body, 404, "NotFoundError");
     app.stop().await;
 }
+
+/// Without a quota, usage goes to the ledger (no lock on the namespace row); the fold moves
+/// it into the namespace in one statement, counted once throughout; a quota set later
+/// counts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_ledger_is_folded_and_counted_by_a_later_quota() {
+    let app = TestApp::spawn().await;
+    let bucket = bucket_name("ledger");
+    app.create_bucket(&bucket).await;
+    for (name, size) in [("a.bin", 1_000), ("b.bin", 2_000)] {
+        let (id, _) = app
+            .upload_file(
+                &bucket,
+                name,
+                "application/octet-stream",
+                &random_bytes(size),
+                json!({}),
+            )
+            .await;
+        let (status, body) = app.confirm(&bucket, &id, "", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let folded = || async {
+        sqlx::query_scalar::<_, i64>("SELECT storage_used_bytes FROM namespaces WHERE id = $1")
+            .bind(&app.namespace_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    let ledger_rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM namespace_usage WHERE namespace_id = $1")
+            .bind(&app.namespace_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(ledger_rows().await, 2);
+    assert_eq!(folded().await, 0);
+    assert_eq!(app.storage_used().await, 3_000);
+
+    // One row at a time: the total never changes, whatever was folded.
+    assert_eq!(
+        upconfirm::store::tenancy::fold_usage(&app.pool, 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(ledger_rows().await, 1);
+    assert!([1_000, 2_000].contains(&folded().await));
+    assert_eq!(app.storage_used().await, 3_000);
+    assert!(
+        upconfirm::store::tenancy::fold_usage(&app.pool, 10)
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(ledger_rows().await, 0);
+    assert_eq!(folded().await, 3_000);
+
+    // A quota set now sees all 3,000 bytes: 400 more fit under 3,500, 200 more then do not.
+    upconfirm::admin::set_namespace_limits(&app.pool, &app.namespace_id, None, Some(3_500))
+        .await
+        .expect("set limits");
+    let (id, _) = app
+        .upload_file(
+            &bucket,
+            "c.bin",
+            "application/octet-stream",
+            &random_bytes(400),
+            json!({}),
+        )
+        .await;
+    let (status, body) = app.confirm(&bucket, &id, "", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ledger_rows().await, 0, "with a quota the row itself grows");
+    assert_eq!(folded().await, 3_400);
+    let (id, _) = app
+        .upload_file(
+            &bucket,
+            "d.bin",
+            "application/octet-stream",
+            &random_bytes(200),
+            json!({}),
+        )
+        .await;
+    let (status, body) = app.confirm(&bucket, &id, "", None).await;
+    assert_error(status, &body, 403, "QuotaExceededError");
+    assert_eq!(
+        body["error"]["details"]["current"].as_i64(),
+        Some(3_400),
+        "{body}"
+    );
+    assert_eq!(app.storage_used().await, 3_400);
+    app.stop().await;
+}

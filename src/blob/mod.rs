@@ -177,24 +177,13 @@ impl BlobStore {
             .send()
             .await
             .map_err(|e| not_found_or_transient(&e))?;
-        let size = out
-            .content_length()
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| BlobError::Transient("HeadObject without Content-Length".into()))?;
-        let etag = out
-            .e_tag()
-            .map(|t| t.trim_matches('"').to_owned())
-            .ok_or_else(|| BlobError::Transient("HeadObject without ETag".into()))?;
-        let sha256_hex = match out.checksum_type() {
-            Some(ChecksumType::Composite) => None,
-            _ => out.checksum_sha256().and_then(full_object_sha256_hex),
-        };
-        Ok(ObjectHead {
-            size,
-            etag,
-            sha256_hex,
-            content_type: out.content_type().map(str::to_owned),
-        })
+        object_head(
+            out.content_length(),
+            out.e_tag(),
+            out.checksum_type(),
+            out.checksum_sha256(),
+            out.content_type(),
+        )
     }
 
     /// Streams the object through SHA-256 with bounded memory, reporting bytes hashed so far.
@@ -203,17 +192,76 @@ impl BlobStore {
         key: &str,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<HashedObject, BlobError> {
+        self.open(key).await?.sha256(progress).await
+    }
+
+    /// GetObject with checksum mode enabled: what HeadObject would tell, and the body unread.
+    /// One request where HEAD then GET would take two.
+    pub async fn open(&self, key: &str) -> Result<OpenObject, BlobError> {
         let out = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
             .map_err(|e| not_found_or_transient(&e))?;
-        let expected = out.content_length().and_then(|n| u64::try_from(n).ok());
-        let mut body = out.body;
-        let mut hasher = Sha256::new();
+        let head = object_head(
+            out.content_length(),
+            out.e_tag(),
+            out.checksum_type(),
+            out.checksum_sha256(),
+            out.content_type(),
+        )?;
+        Ok(OpenObject {
+            head,
+            key: key.to_owned(),
+            body: out.body,
+        })
+    }
+
+    /// Reads the whole object and throws the bytes away; returns how many arrived. The
+    /// benchmark's measure of what the store delivers to this client with no work on the bytes.
+    pub async fn read_discarding(&self, key: &str) -> Result<u64, BlobError> {
+        let mut body = self.open(key).await?.body;
+        let mut bytes = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Transient(error_chain(&e)))?;
+            bytes += chunk.len() as u64;
+        }
+        Ok(bytes)
+    }
+
+    /// Deletes an object; a missing object is Ok.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        let deleted = self.client.delete_object().bucket(&self.bucket).key(key);
+        match deleted.send().await {
+            Err(err) if err.code() != Some("NoSuchKey") => Err(transient(&err)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An object whose GetObject answered: its headers, and the body still to read.
+pub struct OpenObject {
+    pub head: ObjectHead,
+    key: String,
+    body: aws_sdk_s3::primitives::ByteStream,
+}
+
+impl OpenObject {
+    /// Reads the body through SHA-256 with bounded memory, reporting bytes hashed so far.
+    pub async fn sha256(
+        self,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<HashedObject, BlobError> {
+        let OpenObject {
+            head,
+            key,
+            mut body,
+        } = self;
+        let mut hasher = Hasher::new(head.size);
         let mut bytes: u64 = 0;
         loop {
             let next = tokio::time::timeout(READ_IDLE_TIMEOUT, body.next())
@@ -231,29 +279,102 @@ impl BlobStore {
                     error_chain(&e)
                 ))
             })?;
-            hasher.update(&chunk);
             bytes += chunk.len() as u64;
+            hasher.update(chunk).await?;
             progress(bytes);
         }
-        if let Some(expected) = expected {
-            if expected != bytes {
-                return Err(BlobError::Transient(format!(
-                    "body of {key} ended at {bytes} of {expected} bytes"
-                )));
-            }
+        if bytes != head.size {
+            return Err(BlobError::Transient(format!(
+                "body of {key} ended at {bytes} of {} bytes",
+                head.size
+            )));
         }
         Ok(HashedObject {
-            sha256_hex: hex::encode(hasher.finalize()),
+            sha256_hex: hasher.finish().await?,
             bytes,
         })
     }
+}
 
-    /// Deletes an object; a missing object is Ok.
-    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        let deleted = self.client.delete_object().bucket(&self.bucket).key(key);
-        match deleted.send().await {
-            Err(err) if err.code() != Some("NoSuchKey") => Err(transient(&err)),
-            _ => Ok(()),
+/// What HeadObject and GetObject both answer, checked.
+fn object_head(
+    content_length: Option<i64>,
+    e_tag: Option<&str>,
+    checksum_type: Option<&ChecksumType>,
+    checksum_sha256: Option<&str>,
+    content_type: Option<&str>,
+) -> Result<ObjectHead, BlobError> {
+    let size = content_length
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| BlobError::Transient("the store answered without Content-Length".into()))?;
+    let etag = e_tag
+        .map(|t| t.trim_matches('"').to_owned())
+        .ok_or_else(|| BlobError::Transient("the store answered without an ETag".into()))?;
+    let sha256_hex = match checksum_type {
+        Some(ChecksumType::Composite) => None,
+        _ => checksum_sha256.and_then(full_object_sha256_hex),
+    };
+    Ok(ObjectHead {
+        size,
+        etag,
+        sha256_hex,
+        content_type: content_type.map(str::to_owned),
+    })
+}
+
+/// Objects from this size are hashed on a thread of their own while the next bytes arrive.
+const HASH_ON_A_THREAD_FROM: u64 = 8 << 20;
+/// Chunks received and not hashed yet, at most: what bounds a large object's memory.
+const CHUNKS_AHEAD: usize = 16;
+
+/// SHA-256 of a body arriving in chunks: inline for small objects; for large ones on a
+/// blocking thread fed through a bounded channel, so receiving and hashing overlap.
+enum Hasher {
+    Inline(Sha256),
+    Thread {
+        chunks: tokio::sync::mpsc::Sender<bytes::Bytes>,
+        digest: tokio::task::JoinHandle<String>,
+    },
+}
+
+impl Hasher {
+    fn new(size: u64) -> Hasher {
+        if size < HASH_ON_A_THREAD_FROM {
+            return Hasher::Inline(Sha256::new());
+        }
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHUNKS_AHEAD);
+        let digest = tokio::task::spawn_blocking(move || {
+            let mut sha = Sha256::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                sha.update(&chunk);
+            }
+            hex::encode(sha.finalize())
+        });
+        Hasher::Thread { chunks, digest }
+    }
+
+    async fn update(&mut self, chunk: bytes::Bytes) -> Result<(), BlobError> {
+        match self {
+            Hasher::Inline(sha) => {
+                sha.update(&chunk);
+                Ok(())
+            }
+            Hasher::Thread { chunks, .. } => chunks
+                .send(chunk)
+                .await
+                .map_err(|_| BlobError::Transient("the hashing thread stopped".into())),
+        }
+    }
+
+    async fn finish(self) -> Result<String, BlobError> {
+        match self {
+            Hasher::Inline(sha) => Ok(hex::encode(sha.finalize())),
+            Hasher::Thread { chunks, digest } => {
+                drop(chunks);
+                digest
+                    .await
+                    .map_err(|e| BlobError::Transient(format!("the hashing thread failed: {e}")))
+            }
         }
     }
 }

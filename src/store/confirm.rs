@@ -7,7 +7,6 @@ use super::batch_confirm;
 use super::batches;
 pub use super::batches::BatchDestination;
 use super::models::UploadRow;
-use super::tasks;
 use super::uploads::UPLOAD_COLUMNS;
 use crate::domain::{new_id, IdKind, TaskStatus};
 
@@ -86,14 +85,12 @@ pub async fn complete(
         None
     };
 
+    // Bytes the namespace stores from now on: only a new object adds to its usage.
+    let stored = (duplicate_of.is_none() && new_object_id.is_some()).then_some(verified.size);
     let (object_id, batch) = match (&duplicate_of, new_object_id) {
         (Some((_, original_object)), _) => (original_object.clone(), None),
         (None, None) => (None, None),
         (None, Some(object_id)) => {
-            if let Some((current, limit)) = add_usage(&mut tx, &upload, verified.size).await? {
-                tx.rollback().await?;
-                return Ok(Finish::QuotaExceeded { current, limit });
-            }
             insert_object(&mut tx, &upload, &object_id, verified).await?;
             let batch = if auto_submit_batch {
                 Some(submit_batch(&mut tx, &upload, &organization_id, &object_id, batches).await?)
@@ -138,6 +135,14 @@ pub async fn complete(
         &outputs(&completed),
     )
     .await?;
+    // Usage grows last: every confirmation of the namespace waits on this row's lock, so it
+    // is held for one statement and the commit, not for the whole transaction.
+    if let Some(size) = stored {
+        if let Some((current, limit)) = add_usage(&mut tx, &upload, size).await? {
+            tx.rollback().await?;
+            return Ok(Finish::QuotaExceeded { current, limit });
+        }
+    }
     tx.commit().await?;
     Ok(Finish::Completed(Box::new(completed)))
 }
@@ -193,18 +198,22 @@ pub async fn end_task(
     error: Option<&str>,
     outputs: &Value,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE tasks SET status = $2, error = $3, outputs = $4, lease_until = NULL, updated_at = now()
-         WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')",
+    // One round trip: the update, and the notice its waiters get at commit.
+    let ended: i64 = sqlx::query_scalar(
+        "WITH ended AS (
+            UPDATE tasks SET status = $2, error = $3, outputs = $4, lease_until = NULL, updated_at = now()
+            WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED') RETURNING 1
+         ), told AS (SELECT pg_notify($5, $1))
+         SELECT (SELECT count(*) FROM ended) FROM told",
     )
     .bind(task_id)
     .bind(status.as_str())
     .bind(error)
     .bind(outputs)
-    .execute(&mut *conn)
+    .bind(super::TASK_EVENTS_CHANNEL)
+    .fetch_one(&mut *conn)
     .await?;
-    tasks::notify(conn, task_id).await?;
-    Ok(done.rows_affected() == 1)
+    Ok(ended == 1)
 }
 
 async fn lock_processing(
@@ -223,14 +232,28 @@ async fn lock_processing(
 }
 
 /// Grows the namespace's usage unless that passes its quota; then returns (current, limit).
+/// Without a quota the bytes are appended to the usage ledger, taking no lock on the
+/// namespace row; with one, the row is updated under its lock, counting the ledger too.
 async fn add_usage(
     conn: &mut PgConnection,
     upload: &UploadRow,
     size: i64,
 ) -> sqlx::Result<Option<(i64, i64)>> {
+    let appended = sqlx::query(
+        "INSERT INTO namespace_usage (namespace_id, bytes)
+         SELECT id, $2 FROM namespaces WHERE id = $1 AND storage_quota_bytes IS NULL",
+    )
+    .bind(&upload.namespace_id)
+    .bind(size)
+    .execute(&mut *conn)
+    .await?;
+    if appended.rows_affected() == 1 {
+        return Ok(None);
+    }
     let grown = sqlx::query(
         "UPDATE namespaces SET storage_used_bytes = storage_used_bytes + $2
-         WHERE id = $1 AND (storage_quota_bytes IS NULL OR storage_used_bytes + $2 <= storage_quota_bytes)",
+         WHERE id = $1 AND (storage_quota_bytes IS NULL OR storage_used_bytes + $2
+            + coalesce((SELECT sum(bytes) FROM namespace_usage WHERE namespace_id = $1), 0) <= storage_quota_bytes)",
     )
     .bind(&upload.namespace_id)
     .bind(size)
@@ -240,7 +263,9 @@ async fn add_usage(
         return Ok(None);
     }
     let (current, limit): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT storage_used_bytes, storage_quota_bytes FROM namespaces WHERE id = $1",
+        "SELECT (storage_used_bytes + coalesce((SELECT sum(bytes) FROM namespace_usage WHERE namespace_id = $1), 0))::bigint,
+                storage_quota_bytes
+         FROM namespaces WHERE id = $1",
     )
     .bind(&upload.namespace_id)
     .fetch_one(conn)

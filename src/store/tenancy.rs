@@ -15,17 +15,42 @@ pub async fn organization_for_key(pool: &PgPool, key_hash: &str) -> sqlx::Result
     .await
 }
 
+/// A namespace's usage in SQL: its folded bytes plus what the ledger holds for it.
+const USED: &str = "(storage_used_bytes + coalesce((SELECT sum(u.bytes) FROM namespace_usage u WHERE u.namespace_id = namespaces.id), 0))::bigint";
+
+/// Moves ledger rows into their namespaces' `storage_used_bytes`, at most `limit` of them, in
+/// one statement (so a reader sees each byte counted once, before or after); how many moved.
+pub async fn fold_usage(pool: &PgPool, limit: i64) -> sqlx::Result<u64> {
+    let moved: i64 = sqlx::query_scalar(
+        "WITH moved AS (
+            DELETE FROM namespace_usage WHERE id IN (
+                SELECT id FROM namespace_usage ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+            RETURNING namespace_id, bytes
+         ), totals AS (
+            SELECT namespace_id, sum(bytes)::bigint AS total, count(*) AS n FROM moved GROUP BY namespace_id
+         ), folded AS (
+            UPDATE namespaces n SET storage_used_bytes = n.storage_used_bytes + t.total
+            FROM totals t WHERE n.id = t.namespace_id RETURNING 1
+         )
+         SELECT coalesce(sum(n), 0)::bigint FROM totals",
+    )
+    .bind(limit)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(moved).unwrap_or(0))
+}
+
 /// A namespace of the organization, named by id or by name.
 pub async fn find_namespace(
     pool: &PgPool,
     organization_id: &str,
     ident: &str,
 ) -> sqlx::Result<Option<NamespaceRow>> {
-    sqlx::query_as(
-        "SELECT id, organization_id, name, max_file_size_bytes, storage_quota_bytes, storage_used_bytes
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, organization_id, name, max_file_size_bytes, storage_quota_bytes, {USED} AS storage_used_bytes
          FROM namespaces WHERE organization_id = $1 AND (id = $2 OR name = $2)
-         ORDER BY (id = $2) DESC LIMIT 1",
-    )
+         ORDER BY (id = $2) DESC LIMIT 1"
+    )))
     .bind(organization_id)
     .bind(ident)
     .fetch_optional(pool)
@@ -144,10 +169,10 @@ pub async fn find_bucket(
 }
 
 pub async fn find_namespace_by_id(pool: &PgPool, id: &str) -> sqlx::Result<Option<NamespaceRow>> {
-    sqlx::query_as(
-        "SELECT id, organization_id, name, max_file_size_bytes, storage_quota_bytes, storage_used_bytes
-         FROM namespaces WHERE id = $1",
-    )
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, organization_id, name, max_file_size_bytes, storage_quota_bytes, {USED} AS storage_used_bytes
+         FROM namespaces WHERE id = $1"
+    )))
     .bind(id)
     .fetch_optional(pool)
     .await

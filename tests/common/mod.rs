@@ -704,7 +704,8 @@ impl TestApp {
 
     pub async fn storage_used(&self) -> i64 {
         sqlx::query_scalar::<_, i64>(
-            "SELECT storage_used_bytes::bigint FROM namespaces WHERE id = $1",
+            "SELECT (storage_used_bytes + coalesce((SELECT sum(bytes) FROM namespace_usage WHERE namespace_id = $1), 0))::bigint
+             FROM namespaces WHERE id = $1",
         )
         .bind(&self.namespace_id)
         .fetch_one(&self.pool)
