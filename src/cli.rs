@@ -77,6 +77,9 @@ pub enum BenchAction {
     Latency(crate::bench::LatencyArgs),
     /// Time one batch confirmation of many uploads, from request to terminal task.
     BatchConfirm(crate::bench::BatchArgs),
+    /// The whole benchmark: starts `api` and `worker` processes, measures latency, throughput,
+    /// cost, the dependencies' ceilings and large-file hashing, and writes the results.
+    Suite(Box<crate::bench::suite::SuiteArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev { settings, dev } => dev::run(*settings, dev).await,
         Command::Bench(BenchAction::Latency(args)) => crate::bench::latency(args).await,
         Command::Bench(BenchAction::BatchConfirm(args)) => crate::bench::batch_confirm(args).await,
+        Command::Bench(BenchAction::Suite(args)) => crate::bench::suite::suite(*args).await,
         Command::Admin {
             database,
             queue,

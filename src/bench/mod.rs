@@ -1,4 +1,10 @@
-//! `upconfirm bench`: load generators that talk to a running service over HTTP, as clients do.
+//! `upconfirm bench`: load generators that talk to a running service over HTTP, as clients do,
+//! and the whole benchmark (`suite`).
+
+mod ceilings;
+mod procs;
+mod report;
+pub mod suite;
 
 use std::time::{Duration, Instant};
 
@@ -193,7 +199,7 @@ pub async fn latency(args: LatencyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }

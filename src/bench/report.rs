@@ -1,0 +1,352 @@
+//! The benchmark's figures: the JSON a machine reads and the Markdown table a person reads.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::ceilings::Rate;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub concurrency: usize,
+    pub count: usize,
+    pub size_bytes: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub max_ms: f64,
+    /// Confirmations completed per second of the phase.
+    pub per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Drain {
+    pub workers: usize,
+    pub count: usize,
+    pub size_bytes: usize,
+    /// From the workers' start until every upload of the backlog was terminal.
+    pub seconds: f64,
+    pub per_second: f64,
+    pub worker_cpu_ms_per_confirmation: f64,
+    pub failed: i64,
+    pub ratio_to_smallest_ceiling: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiCost {
+    pub confirm_requests: usize,
+    /// Async confirm requests answered per second, 32 clients.
+    pub per_second: f64,
+    pub cpu_ms_per_request: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ceilings {
+    /// Publish with confirm → consume → ack, no-op consumer.
+    pub broker: Rate,
+    pub head_object: Rate,
+    /// The rows a worker commits for one confirmation.
+    pub database: Rate,
+}
+
+impl Ceilings {
+    /// The smallest, by name.
+    pub fn smallest(&self) -> (&'static str, f64) {
+        [
+            ("broker", self.broker.per_second),
+            ("head_object", self.head_object.per_second),
+            ("database", self.database.per_second),
+        ]
+        .into_iter()
+        .fold(
+            ("none", f64::INFINITY),
+            |a, b| if b.1 < a.1 { b } else { a },
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LargeFile {
+    pub size_bytes: usize,
+    /// From the confirm request until the upload was COMPLETED.
+    pub worker_seconds: f64,
+    pub worker_mb_per_s: f64,
+    pub get_mb_per_s: f64,
+    pub sha256sum_mb_per_s: f64,
+    pub ratio_to_get: f64,
+    pub ratio_to_sha256sum: f64,
+    pub ratio_to_min: f64,
+    pub worker_peak_rss_mib: f64,
+    pub digest_matches_sha256sum: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub store: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub generated_at: String,
+    pub machine: Machine,
+    pub run_seconds: f64,
+    pub sync_latency: Vec<Latency>,
+    pub async_throughput: Vec<Drain>,
+    pub api: ApiCost,
+    pub ceilings: Ceilings,
+    pub smallest_ceiling: String,
+    pub large_file: LargeFile,
+    pub targets: Vec<Target>,
+}
+
+impl Results {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: &str,
+        sync_latency: [Latency; 2],
+        mut drains: Vec<Drain>,
+        api: ApiCost,
+        ceilings: Ceilings,
+        large_file: LargeFile,
+        took: Duration,
+    ) -> Results {
+        let (smallest, smallest_rate) = ceilings.smallest();
+        for d in &mut drains {
+            d.ratio_to_smallest_ceiling = d.per_second / smallest_rate;
+        }
+        let mut targets = Vec::new();
+        if let Some(c32) = sync_latency.iter().find(|l| l.concurrency == 32) {
+            targets.push(Target {
+                what: "sync confirm p50, 32 clients".into(),
+                target: "≤ 5 ms".into(),
+                measured: format!("{:.2} ms", c32.p50_ms),
+                met: c32.p50_ms <= 5.0,
+            });
+            targets.push(Target {
+                what: "sync confirm p99, 32 clients".into(),
+                target: "≤ 25 ms".into(),
+                measured: format!("{:.2} ms", c32.p99_ms),
+                met: c32.p99_ms <= 25.0,
+            });
+        }
+        for d in &drains {
+            targets.push(Target {
+                what: format!(
+                    "async throughput, {} worker(s), / smallest ceiling",
+                    d.workers
+                ),
+                target: "≥ 0.50".into(),
+                measured: format!(
+                    "{:.2} ({:.0}/s of {smallest} {:.0}/s)",
+                    d.ratio_to_smallest_ceiling, d.per_second, smallest_rate
+                ),
+                met: d.ratio_to_smallest_ceiling >= 0.5,
+            });
+        }
+        targets.push(Target {
+            what: "large-file hashing / min(bare GET, sha256sum)".into(),
+            target: "≥ 0.80".into(),
+            measured: format!("{:.2}", large_file.ratio_to_min),
+            met: large_file.ratio_to_min >= 0.8,
+        });
+        targets.push(Target {
+            what: "worker peak RSS hashing the large file".into(),
+            target: "≤ 64 MiB".into(),
+            measured: format!("{:.1} MiB", large_file.worker_peak_rss_mib),
+            met: large_file.worker_peak_rss_mib <= 64.0,
+        });
+        Results {
+            generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            machine: Machine {
+                cpus: std::thread::available_parallelism().map_or(0, usize::from),
+                cpu_model: cpu_model(),
+                store: store.to_owned(),
+            },
+            run_seconds: took.as_secs_f64(),
+            sync_latency: sync_latency.to_vec(),
+            async_throughput: drains,
+            api,
+            smallest_ceiling: smallest.to_owned(),
+            ceilings,
+            large_file,
+            targets,
+        }
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `bench/RESULTS.md`.
+pub fn markdown(r: &Results) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmark results\n");
+    let _ = writeln!(
+        md,
+        "Written by `bash bench/run.sh` on {}: {} CPUs ({}), PostgreSQL, RabbitMQ and {} on the same machine, release build. The run took {:.0} s. Machine-readable: `bench/results.json`.\n",
+        r.generated_at, r.machine.cpus, r.machine.cpu_model, r.machine.store, r.run_seconds
+    );
+    let _ = writeln!(md, "## Targets\n");
+    let _ = writeln!(md, "| What | Target | Measured | Met |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for t in &r.targets {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            t.what,
+            t.target,
+            t.measured,
+            if t.met { "yes" } else { "no" }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Sync confirm latency (request to COMPLETED answer)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| Clients | Confirms | Object | p50 | p95 | p99 | mean | max | confirms/s |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for l in &r.sync_latency {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} |",
+            l.concurrency,
+            l.count,
+            bytes(l.size_bytes),
+            l.p50_ms,
+            l.p95_ms,
+            l.p99_ms,
+            l.mean_ms,
+            l.max_ms,
+            l.per_second
+        );
+    }
+    let (smallest, smallest_rate) = r.ceilings.smallest();
+    let _ = writeln!(md, "\n## Async throughput (draining a backlog)\n");
+    let _ = writeln!(md, "| Worker processes | Backlog | Object | Drained in | Confirms/s | / smallest ceiling ({smallest}) | Worker CPU per confirm | Failed |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    for d in &r.async_throughput {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2} s | {:.0} | {:.2} | {:.3} ms | {} |",
+            d.workers,
+            d.count,
+            bytes(d.size_bytes),
+            d.seconds,
+            d.per_second,
+            d.ratio_to_smallest_ceiling,
+            d.worker_cpu_ms_per_confirmation,
+            d.failed
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nAPI: {} async confirm requests from 32 clients at {:.0}/s, {:.3} ms of API CPU per request.\n",
+        r.api.confirm_requests, r.api.per_second, r.api.cpu_ms_per_request
+    );
+    let _ = writeln!(
+        md,
+        "## Ceilings (each dependency alone, same run, 32 at once)\n"
+    );
+    let _ = writeln!(md, "| Ceiling | Operations | Per second |");
+    let _ = writeln!(md, "|---|---|---|");
+    for (name, rate) in [
+        (
+            "RabbitMQ publish with confirm → consume → ack (no-op consumer, quorum queue)",
+            &r.ceilings.broker,
+        ),
+        ("HeadObject against the store", &r.ceilings.head_object),
+        (
+            "PostgreSQL commits of the rows one confirmation writes (worker side, 2 commits)",
+            &r.ceilings.database,
+        ),
+    ] {
+        let _ = writeln!(md, "| {name} | {} | {:.0} |", rate.count, rate.per_second);
+    }
+    let _ = writeln!(md, "\nSmallest: {smallest}, {smallest_rate:.0}/s.\n");
+    let l = &r.large_file;
+    let _ = writeln!(md, "## Large file ({})\n", bytes(l.size_bytes));
+    let _ = writeln!(md, "| Measure | MB/s | Worker hashing as a ratio |");
+    let _ = writeln!(md, "|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| Worker: confirm to COMPLETED (HeadObject, streamed SHA-256, commit) | {:.0} | |",
+        l.worker_mb_per_s
+    );
+    let _ = writeln!(
+        md,
+        "| Store's bare GET (read and discarded) | {:.0} | {:.2} |",
+        l.get_mb_per_s, l.ratio_to_get
+    );
+    let _ = writeln!(
+        md,
+        "| `sha256sum` of the same bytes on local disk | {:.0} | {:.2} |",
+        l.sha256sum_mb_per_s, l.ratio_to_sha256sum
+    );
+    let _ = writeln!(
+        md,
+        "\nWorker peak RSS (VmHWM of a fresh worker process): {:.1} MiB. Digest equal to sha256sum's: {}.",
+        l.worker_peak_rss_mib,
+        if l.digest_matches_sha256sum { "yes" } else { "no" }
+    );
+    md
+}
+
+fn bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(bytes(1 << 30), "1 GiB");
+        assert_eq!(bytes(1 << 20), "1 MiB");
+        assert_eq!(bytes(64 << 10), "64 KiB");
+        assert_eq!(bytes(1000), "1000 B");
+    }
+
+    #[test]
+    fn the_smallest_ceiling_is_picked() {
+        let rate = |per_second| Rate {
+            count: 1,
+            seconds: 1.0,
+            per_second,
+        };
+        let c = Ceilings {
+            broker: rate(900.0),
+            head_object: rate(300.0),
+            database: rate(600.0),
+        };
+        assert_eq!(c.smallest(), ("head_object", 300.0));
+    }
+}

@@ -1,0 +1,607 @@
+//! `upconfirm bench suite`: the whole benchmark in one run. It starts the service's own
+//! processes (`upconfirm api`, `upconfirm worker`) from this binary against the configured
+//! PostgreSQL, RabbitMQ and S3 store, drives them over HTTP as clients do, measures what
+//! each dependency does alone in the same run, and writes the figures as JSON and Markdown.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::Args;
+use futures::{StreamExt, TryStreamExt};
+use rand::{RngCore, SeedableRng};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use super::ceilings;
+use super::percentile;
+use super::procs::{self, Proc};
+use super::report::{self, Drain, LargeFile, Latency, Results};
+use crate::blob::BlobStore;
+use crate::config::{DatabaseConfig, QueueConfig, S3Config};
+use crate::domain::{new_id, IdKind};
+use crate::store::{self, tenancy};
+use crate::{admin, startup};
+
+#[derive(Debug, Clone, Args)]
+pub struct SuiteArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub queue: QueueConfig,
+    #[command(flatten)]
+    pub s3: S3Config,
+    /// Folder the results (`results.json`, `RESULTS.md`) are written to.
+    #[arg(long, default_value = "bench")]
+    pub out: PathBuf,
+    /// Folder for the processes' logs and the large file's local copy.
+    #[arg(long, default_value = "target/bench")]
+    pub work: PathBuf,
+    /// What the S3 store is, for the report.
+    #[arg(long, default_value = "S3")]
+    pub store_label: String,
+    /// Sync confirms timed one at a time.
+    #[arg(long, default_value_t = 300)]
+    pub sync_sequential: usize,
+    /// Sync confirms timed with 32 clients.
+    #[arg(long, default_value_t = 2048)]
+    pub sync_concurrent: usize,
+    /// Size of each sync-confirmed object.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub sync_size: usize,
+    /// Uploads in each async backlog.
+    #[arg(long, default_value_t = 20_000)]
+    pub backlog: usize,
+    /// Size of each backlog upload.
+    #[arg(long, default_value_t = 64 << 10)]
+    pub backlog_size: usize,
+    /// Size of the large object hashed by a worker.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub large_size: usize,
+    /// Worker processes draining each backlog, one backlog per entry.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    pub drain_workers: Vec<usize>,
+    /// WORKER_CONCURRENCY of every worker started (the service's default unless set).
+    #[arg(long)]
+    pub worker_concurrency: Option<u16>,
+}
+
+/// Clients that drive the service at once in the concurrent phases.
+const CLIENTS: usize = 32;
+const OCTETS: &str = "application/octet-stream";
+
+/// The API as a client sees it.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+    namespace: String,
+}
+
+impl Client {
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .header("X-Namespace", &self.namespace)
+    }
+
+    /// Creates `count` uploads (100 per request) and PUTs distinct random content of `size`
+    /// bytes to each; returns their ids in order.
+    async fn stage(&self, bucket: &str, count: usize, size: usize) -> anyhow::Result<Vec<String>> {
+        let mut base = vec![0u8; size];
+        rand::rngs::StdRng::from_entropy().fill_bytes(&mut base);
+        let base = Arc::new(base);
+        let created: Vec<Vec<(String, String)>> = futures::stream::iter((0..count).step_by(100))
+            .map(|first| async move {
+                let n = (count - first).min(100);
+                let items: Vec<Value> = (0..n)
+                    .map(|i| json!({ "filename": format!("f{}.bin", first + i), "content_type": OCTETS }))
+                    .collect();
+                let answer: Value = self
+                    .post(&format!("/v1/buckets/{bucket}/uploads/batch"))
+                    .json(&json!({ "uploads": items }))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                let uploads = answer["uploads"].as_array().context("no uploads")?;
+                uploads
+                    .iter()
+                    .map(|u| {
+                        Ok((
+                            u["upload_id"].as_str().context("no upload_id")?.to_owned(),
+                            u["presigned_url"].as_str().context("no presigned_url")?.to_owned(),
+                        ))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .buffered(4)
+            .try_collect()
+            .await?;
+        let created: Vec<(String, String)> = created.into_iter().flatten().collect();
+        futures::stream::iter(created.iter().enumerate())
+            .map(|(i, (_, url))| {
+                let mut body = base.as_ref().clone();
+                // Distinct content, so that no upload is a duplicate of another.
+                let stamp = (i as u64).to_le_bytes();
+                body[..stamp.len().min(size)].copy_from_slice(&stamp[..stamp.len().min(size)]);
+                self.put(url, Bytes::from(body))
+            })
+            .buffer_unordered(16)
+            .try_collect::<()>()
+            .await?;
+        Ok(created.into_iter().map(|(id, _)| id).collect())
+    }
+
+    async fn put(&self, url: &str, body: Bytes) -> anyhow::Result<()> {
+        self.http
+            .put(url)
+            .header("Content-Type", OCTETS)
+            .body(body)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    async fn confirm(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        run_async: bool,
+    ) -> anyhow::Result<Value> {
+        let query = if run_async { "?async=true" } else { "" };
+        Ok(self
+            .post(&format!(
+                "/v1/buckets/{bucket}/uploads/{upload_id}/confirm{query}"
+            ))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// Confirms each upload, `clients` at once; each answer must have `status`. Returns the
+    /// time each confirm request took.
+    async fn confirm_all(
+        &self,
+        bucket: &str,
+        ids: &[String],
+        clients: usize,
+        run_async: bool,
+        status: &str,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let next = AtomicUsize::new(0);
+        let runners = (0..clients).map(|_| async {
+            let mut timings = Vec::new();
+            while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let started = Instant::now();
+                let answer = self.confirm(bucket, id, run_async).await?;
+                timings.push(started.elapsed());
+                if answer["status"] != status {
+                    bail!("confirm of {id} answered {answer}, not {status}");
+                }
+            }
+            anyhow::Ok(timings)
+        });
+        let per_client = futures::future::try_join_all(runners).await?;
+        Ok(per_client.into_iter().flatten().collect())
+    }
+}
+
+/// What every process of the run shares.
+struct Run {
+    args: SuiteArgs,
+    env: Vec<(String, String)>,
+    http: reqwest::Client,
+    logs: PathBuf,
+    pool: PgPool,
+    namespace_id: String,
+    workers_started: usize,
+}
+
+impl Run {
+    async fn worker(&mut self) -> anyhow::Result<Proc> {
+        self.workers_started += 1;
+        let name = format!("worker-{}", self.workers_started);
+        let mut proc =
+            Proc::spawn(&name, "worker", &self.env, "HEALTH_LISTEN_ADDR", &self.logs).await?;
+        proc.ready(&self.http).await?;
+        Ok(proc)
+    }
+
+    async fn bucket(&self, name: &str) -> anyhow::Result<()> {
+        let id = new_id(IdKind::Bucket);
+        tenancy::insert_bucket(
+            &self.pool,
+            &id,
+            &self.namespace_id,
+            name,
+            None,
+            &json!({}),
+            None,
+        )
+        .await?
+        .with_context(|| format!("bucket {name} exists"))?;
+        Ok(())
+    }
+
+    /// Uploads of the bucket that reached COMPLETED and FAILED.
+    async fn settled(&self, bucket: &str) -> anyhow::Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE u.status = 'COMPLETED'), count(*) FILTER (WHERE u.status = 'FAILED')
+             FROM uploads u JOIN buckets b ON b.id = u.bucket_id
+             WHERE b.namespace_id = $1 AND b.name = $2",
+        )
+        .bind(&self.namespace_id)
+        .bind(bucket)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Polls every `every` until `count` uploads of the bucket are terminal; how long that
+    /// took from `since`. The poll is a query on the service's database, so it stays rare.
+    async fn wait_settled(
+        &self,
+        bucket: &str,
+        count: usize,
+        since: Instant,
+        every: Duration,
+    ) -> anyhow::Result<(Duration, i64)> {
+        let deadline = since + Duration::from_secs(900);
+        loop {
+            let (completed, failed) = self.settled(bucket).await?;
+            if (completed + failed) as usize >= count {
+                return Ok((since.elapsed(), failed));
+            }
+            if Instant::now() > deadline {
+                bail!("{bucket}: {completed} completed and {failed} failed of {count} after 15 minutes");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
+fn latency_figures(
+    concurrency: usize,
+    size: usize,
+    mut timings: Vec<Duration>,
+    wall: Duration,
+) -> Latency {
+    timings.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Latency {
+        concurrency,
+        count: timings.len(),
+        size_bytes: size,
+        p50_ms: ms(percentile(&timings, 50.0)),
+        p95_ms: ms(percentile(&timings, 95.0)),
+        p99_ms: ms(percentile(&timings, 99.0)),
+        mean_ms: timings.iter().map(|d| ms(*d)).sum::<f64>() / timings.len() as f64,
+        max_ms: timings.last().map(|d| ms(*d)).unwrap_or_default(),
+        per_second: timings.len() as f64 / wall.as_secs_f64(),
+    }
+}
+
+fn env_for(args: &SuiteArgs, prefix: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "DATABASE_URL".to_owned(),
+            args.database.database_url.clone(),
+        ),
+        ("AMQP_URL".to_owned(), args.queue.amqp_url.clone()),
+        ("QUEUE_PREFIX".to_owned(), prefix.to_owned()),
+        ("S3_BUCKET".to_owned(), args.s3.s3_bucket.clone()),
+        ("S3_REGION".to_owned(), args.s3.s3_region.clone()),
+        (
+            "S3_FORCE_PATH_STYLE".to_owned(),
+            args.s3.s3_force_path_style.to_string(),
+        ),
+    ];
+    let optional = [
+        ("S3_ENDPOINT", &args.s3.s3_endpoint),
+        ("S3_ACCESS_KEY_ID", &args.s3.s3_access_key_id),
+        ("S3_SECRET_ACCESS_KEY", &args.s3.s3_secret_access_key),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            env.push((name.to_owned(), v.clone()));
+        }
+    }
+    if let Some(c) = args.worker_concurrency {
+        env.push(("WORKER_CONCURRENCY".to_owned(), c.to_string()));
+    }
+    env
+}
+
+/// Progress on stderr, with the time since the run began.
+fn say(what: impl AsRef<str>) {
+    static BEGAN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let began = BEGAN.get_or_init(Instant::now);
+    eprintln!(
+        "[bench {:6.1}s] {}",
+        began.elapsed().as_secs_f64(),
+        what.as_ref()
+    );
+}
+
+pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    say("starting");
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let prefix = format!("upconfirm-bench-{run_id}");
+    let logs = args.work.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    std::fs::create_dir_all(&args.out)?;
+
+    store::create_database_if_missing(&args.database.database_url).await?;
+    let pool = store::connect(&DatabaseConfig {
+        database_max_connections: CLIENTS as u32 + 4,
+        ..args.database.clone()
+    })
+    .await?;
+    store::migrate(&pool).await?;
+    let blob = BlobStore::connect(&startup::s3_settings(&args.s3)).await?;
+    blob.ensure_bucket()
+        .await
+        .context("reaching the S3 store")?;
+
+    let org = admin::create_organization(&pool, &format!("bench-{run_id}")).await?;
+    let namespace_id = admin::create_namespace(&pool, &org, "bench").await?;
+    let key = admin::create_api_key(&pool, &org).await?;
+    let env = env_for(&args, &prefix);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let mut run = Run {
+        args: args.clone(),
+        env,
+        http: http.clone(),
+        logs,
+        pool: pool.clone(),
+        namespace_id,
+        workers_started: 0,
+    };
+    for bucket in ["warm", "sync1", "sync32", "large"] {
+        run.bucket(bucket).await?;
+    }
+    for round in 1..=args.drain_workers.len() {
+        run.bucket(&format!("async{round}")).await?;
+    }
+
+    let api_addr = procs::free_addr()?;
+    let mut api_env = run.env.clone();
+    api_env.push(("LISTEN_ADDR".to_owned(), api_addr.to_string()));
+    let mut api = Proc::spawn("api", "api", &api_env, "LISTEN_ADDR", &run.logs).await?;
+    api.ready(&http).await?;
+    let client = Client {
+        http: http.clone(),
+        base: format!("http://{}", api.health),
+        auth: format!("Bearer {key}"),
+        namespace: "bench".to_owned(),
+    };
+
+    // Sync confirm latency, one worker process.
+    let sync = args.sync_size;
+    say(format!(
+        "staging {} + {} objects of {sync} bytes for sync confirms",
+        args.sync_sequential, args.sync_concurrent
+    ));
+    let warm = client.stage("warm", 64, sync).await?;
+    let seq = client.stage("sync1", args.sync_sequential, sync).await?;
+    let conc = client.stage("sync32", args.sync_concurrent, sync).await?;
+    let worker = run.worker().await?;
+    client
+        .confirm_all("warm", &warm, 8, false, "COMPLETED")
+        .await?;
+    say("sync confirms, 1 client");
+    let t = Instant::now();
+    let timings = client
+        .confirm_all("sync1", &seq, 1, false, "COMPLETED")
+        .await?;
+    let sync1 = latency_figures(1, sync, timings, t.elapsed());
+    say(format!("  {sync1:?}"));
+    say(format!("sync confirms, {CLIENTS} clients"));
+    let t = Instant::now();
+    let timings = client
+        .confirm_all("sync32", &conc, CLIENTS, false, "COMPLETED")
+        .await?;
+    let sync32 = latency_figures(CLIENTS, sync, timings, t.elapsed());
+    say(format!("  {sync32:?}"));
+    worker.stop(Duration::from_secs(30)).await?;
+
+    // Async backlogs drained by one worker process, then by two.
+    let mut drains = Vec::new();
+    let mut api_cpu = 0.0;
+    let mut api_requests = 0usize;
+    let mut api_wall = Duration::ZERO;
+    for (round, &workers) in args.drain_workers.iter().enumerate() {
+        let bucket = format!("async{}", round + 1);
+        say(format!(
+            "staging a backlog of {} objects of {} bytes",
+            args.backlog, args.backlog_size
+        ));
+        let ids = client
+            .stage(&bucket, args.backlog, args.backlog_size)
+            .await?;
+        say("async confirms with no worker running");
+        let cpu_before = api.cpu_ms()?;
+        let t = Instant::now();
+        client
+            .confirm_all(&bucket, &ids, CLIENTS, true, "PROCESSING")
+            .await?;
+        api_wall += t.elapsed();
+        api_cpu += api.cpu_ms()? - cpu_before;
+        api_requests += ids.len();
+
+        say(format!("draining with {workers} worker process(es)"));
+        let t = Instant::now();
+        let mut pool_of = Vec::new();
+        for _ in 0..workers {
+            pool_of.push(run.worker().await?);
+        }
+        let (took, failed) = run
+            .wait_settled(&bucket, ids.len(), t, Duration::from_millis(200))
+            .await?;
+        let cpu: f64 = pool_of
+            .iter()
+            .map(Proc::cpu_ms)
+            .sum::<anyhow::Result<f64>>()?;
+        for w in pool_of {
+            w.stop(Duration::from_secs(30)).await?;
+        }
+        let drain = Drain {
+            workers,
+            count: ids.len(),
+            size_bytes: args.backlog_size,
+            seconds: took.as_secs_f64(),
+            per_second: ids.len() as f64 / took.as_secs_f64(),
+            worker_cpu_ms_per_confirmation: cpu / ids.len() as f64,
+            failed,
+            ratio_to_smallest_ceiling: 0.0,
+        };
+        say(format!("  {drain:?}"));
+        drains.push(drain);
+    }
+
+    // Each dependency alone.
+    say("ceilings: broker, HeadObject, database");
+    let broker = ceilings::broker(
+        &args.queue.amqp_url,
+        &format!("{prefix}.ceiling"),
+        args.backlog,
+        CLIENTS,
+        CLIENTS as u16,
+    )
+    .await?;
+    say(format!("  broker {broker:?}"));
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT u.s3_key FROM uploads u JOIN buckets b ON b.id = u.bucket_id
+         WHERE b.namespace_id = $1 AND b.name = 'async1'",
+    )
+    .bind(&run.namespace_id)
+    .fetch_all(&pool)
+    .await?;
+    let head = ceilings::head_object(&blob, &keys, CLIENTS).await?;
+    say(format!("  HeadObject {head:?}"));
+    let async1: String =
+        sqlx::query_scalar("SELECT id FROM buckets WHERE namespace_id = $1 AND name = 'async1'")
+            .bind(&run.namespace_id)
+            .fetch_one(&pool)
+            .await?;
+    let database = ceilings::database(&pool, &async1, CLIENTS).await?;
+    say(format!("  database {database:?}"));
+
+    // One large object: the store's bare GET, sha256sum on a local copy, and a worker.
+    say(format!("large file: {} bytes", args.large_size));
+    let large = large_file(&mut run, &client, &blob).await?;
+    say(format!("  {large:?}"));
+
+    api.stop(Duration::from_secs(30)).await?;
+    crate::queue::delete_topology(&args.queue.amqp_url, &prefix)
+        .await
+        .ok();
+
+    let results = Results::new(
+        &args.store_label,
+        [sync1, sync32],
+        drains,
+        report::ApiCost {
+            confirm_requests: api_requests,
+            per_second: api_requests as f64 / api_wall.as_secs_f64(),
+            cpu_ms_per_request: api_cpu / api_requests as f64,
+        },
+        report::Ceilings {
+            broker,
+            head_object: head,
+            database,
+        },
+        large,
+        started.elapsed(),
+    );
+    let json_path = args.out.join("results.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&results)? + "\n")?;
+    let md_path = args.out.join("RESULTS.md");
+    std::fs::write(&md_path, report::markdown(&results))?;
+    println!("{}", report::markdown(&results));
+    say(format!(
+        "wrote {} and {}",
+        md_path.display(),
+        json_path.display()
+    ));
+    Ok(())
+}
+
+async fn large_file(run: &mut Run, client: &Client, blob: &BlobStore) -> anyhow::Result<LargeFile> {
+    let size = run.args.large_size;
+    let mut data = vec![0u8; size];
+    rand::rngs::StdRng::from_entropy().fill_bytes(&mut data);
+    let local = run.args.work.join("large.bin");
+    std::fs::write(&local, &data)?;
+    let created: Value = client
+        .post("/v1/buckets/large/uploads")
+        .json(&json!({ "filename": "large.bin", "content_type": OCTETS }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let upload_id = created["upload_id"]
+        .as_str()
+        .context("no upload_id")?
+        .to_owned();
+    let url = created["presigned_url"]
+        .as_str()
+        .context("no presigned_url")?;
+    client.put(url, Bytes::from(data)).await?;
+    let s3_key: String = sqlx::query_scalar("SELECT s3_key FROM uploads WHERE id = $1")
+        .bind(&upload_id)
+        .fetch_one(&run.pool)
+        .await?;
+
+    let get = ceilings::get_object(blob, &s3_key).await?;
+    let (digest, sha256sum) = ceilings::sha256sum(&local, 2).await?;
+    std::fs::remove_file(&local).ok();
+
+    let worker = run.worker().await?;
+    let t = Instant::now();
+    let answer = client.confirm("large", &upload_id, true).await?;
+    if answer["status"] != "PROCESSING" {
+        bail!("a large confirm answered {answer}");
+    }
+    let (took, failed) = run
+        .wait_settled("large", 1, t, Duration::from_millis(10))
+        .await?;
+    let peak = worker.peak_rss_kib()?;
+    worker.stop(Duration::from_secs(30)).await?;
+    if failed != 0 {
+        bail!("the large confirmation failed; see {}", run.logs.display());
+    }
+    let file_hash: Option<String> =
+        sqlx::query_scalar("SELECT file_hash FROM uploads WHERE id = $1")
+            .bind(&upload_id)
+            .fetch_one(&run.pool)
+            .await?;
+    let mb = |bytes: usize, secs: f64| bytes as f64 / secs / 1e6;
+    let worker_mb_s = mb(size, took.as_secs_f64());
+    let get_mb_s = mb(get.count, get.seconds);
+    let sum_mb_s = mb(sha256sum.count, sha256sum.seconds);
+    Ok(LargeFile {
+        size_bytes: size,
+        worker_seconds: took.as_secs_f64(),
+        worker_mb_per_s: worker_mb_s,
+        get_mb_per_s: get_mb_s,
+        sha256sum_mb_per_s: sum_mb_s,
+        ratio_to_get: worker_mb_s / get_mb_s,
+        ratio_to_sha256sum: worker_mb_s / sum_mb_s,
+        ratio_to_min: worker_mb_s / get_mb_s.min(sum_mb_s),
+        worker_peak_rss_mib: peak as f64 / 1024.0,
+        digest_matches_sha256sum: file_hash.as_deref() == Some(digest.as_str()),
+    })
+}
