@@ -313,12 +313,7 @@ impl Run {
         )
         .await;
         assert_eq!(orphans, 0, "no object without a completed upload");
-        let used: i64 = query_scalar(
-            pool,
-            "SELECT (storage_used_bytes + coalesce((SELECT sum(bytes) FROM namespace_usage WHERE namespace_id = $1), 0))::bigint FROM namespaces WHERE id = $1",
-            &self.app.namespace_id,
-        )
-        .await;
+        let used = self.app.storage_used().await;
         assert_eq!(used, self.sizes, "usage grew once per original");
         let dead_recorded: i64 = query_scalar(
             pool,

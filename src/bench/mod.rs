@@ -51,22 +51,116 @@ fn saved_key(key: Option<String>) -> anyhow::Result<String> {
     }
 }
 
+pub(crate) const OCTETS: &str = "application/octet-stream";
+
+/// The API as a client sees it.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+    namespace: String,
+}
+
+impl Client {
+    pub(crate) fn new(http: reqwest::Client, base: &str, key: &str, namespace: &str) -> Client {
+        Client {
+            http,
+            base: base.to_owned(),
+            auth: format!("Bearer {key}"),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .header("X-Namespace", &self.namespace)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+    }
+
+    /// PUTs the bytes to a presigned URL.
+    pub(crate) async fn put(&self, url: &str, body: bytes::Bytes) -> anyhow::Result<()> {
+        self.http
+            .put(url)
+            .header("Content-Type", OCTETS)
+            .body(body)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// One upload: its id and presigned URL.
+    pub(crate) async fn create(
+        &self,
+        bucket: &str,
+        filename: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let created: Value = self
+            .post(&format!("/v1/buckets/{bucket}/uploads"))
+            .json(&json!({ "filename": filename, "content_type": OCTETS }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok((
+            created["upload_id"]
+                .as_str()
+                .context("no upload_id")?
+                .to_owned(),
+            created["presigned_url"]
+                .as_str()
+                .context("no presigned_url")?
+                .to_owned(),
+        ))
+    }
+
+    pub(crate) async fn confirm(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        run_async: bool,
+    ) -> anyhow::Result<Value> {
+        let query = if run_async { "?async=true" } else { "" };
+        Ok(self
+            .post(&format!(
+                "/v1/buckets/{bucket}/uploads/{upload_id}/confirm{query}"
+            ))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+}
+
 /// Per round: batch-creates `count` uploads, PUTs distinct files, then times one batch
 /// confirm from the request until its task is terminal (long-polled, so no polling delay).
 pub async fn batch_confirm(args: BatchArgs) -> anyhow::Result<()> {
     let t = &args.target;
-    let auth = format!("Bearer {}", saved_key(t.key.clone())?);
-    let http = reqwest::Client::new();
+    let client = Client::new(
+        reqwest::Client::new(),
+        &t.api,
+        &saved_key(t.key.clone())?,
+        &t.namespace,
+    );
     let run = uuid::Uuid::new_v4();
     let mut timings = Vec::with_capacity(args.rounds);
     for round in 0..args.rounds {
         let items: Vec<Value> = (0..t.count)
-            .map(|i| json!({ "filename": format!("batch-{round}-{i}.bin"), "content_type": "application/octet-stream" }))
+            .map(
+                |i| json!({ "filename": format!("batch-{round}-{i}.bin"), "content_type": OCTETS }),
+            )
             .collect();
-        let created: Value = http
-            .post(format!("{}/v1/buckets/{}/uploads/batch", t.api, t.bucket))
-            .header("Authorization", &auth)
-            .header("X-Namespace", &t.namespace)
+        let created: Value = client
+            .post(&format!("/v1/buckets/{}/uploads/batch", t.bucket))
             .json(&json!({ "uploads": items }))
             .send()
             .await?
@@ -74,37 +168,21 @@ pub async fn batch_confirm(args: BatchArgs) -> anyhow::Result<()> {
             .json()
             .await?;
         let uploads = created["uploads"].as_array().context("no uploads")?;
-        let mut confirmations = Vec::with_capacity(uploads.len());
         let puts = uploads.iter().enumerate().map(|(i, u)| {
-            let http = http.clone();
-            let url = u["presigned_url"].as_str().unwrap_or_default().to_owned();
+            let url = u["presigned_url"].as_str().unwrap_or_default();
             let mut body = vec![0u8; t.size];
             let stamp = format!("{run}-{round}-{i}");
             body[..stamp.len()].copy_from_slice(stamp.as_bytes());
-            async move {
-                http.put(url)
-                    .header("Content-Type", "application/octet-stream")
-                    .body(body)
-                    .send()
-                    .await?
-                    .error_for_status()
-                    .map(drop)
-            }
+            client.put(url, body.into())
         });
-        for put in futures::future::join_all(puts).await {
-            put?;
-        }
-        for u in uploads {
-            confirmations.push(json!({ "upload_id": u["upload_id"] }));
-        }
+        futures::future::try_join_all(puts).await?;
+        let confirmations: Vec<Value> = uploads
+            .iter()
+            .map(|u| json!({ "upload_id": u["upload_id"] }))
+            .collect();
         let started = Instant::now();
-        let accepted: Value = http
-            .post(format!(
-                "{}/v1/buckets/{}/uploads/confirm/batch",
-                t.api, t.bucket
-            ))
-            .header("Authorization", &auth)
-            .header("X-Namespace", &t.namespace)
+        let accepted: Value = client
+            .post(&format!("/v1/buckets/{}/uploads/confirm/batch", t.bucket))
             .json(&json!({ "confirmations": confirmations }))
             .send()
             .await?
@@ -113,9 +191,8 @@ pub async fn batch_confirm(args: BatchArgs) -> anyhow::Result<()> {
             .await?;
         let task_id = accepted["task_id"].as_str().context("no task_id")?;
         let task = loop {
-            let task: Value = http
-                .get(format!("{}/v1/tasks/{task_id}?wait_seconds=60", t.api))
-                .header("Authorization", &auth)
+            let task: Value = client
+                .get(&format!("/v1/tasks/{task_id}?wait_seconds=60"))
                 .send()
                 .await?
                 .error_for_status()?
@@ -148,8 +225,7 @@ pub async fn batch_confirm(args: BatchArgs) -> anyhow::Result<()> {
 /// the confirm requests, and prints the distribution.
 pub async fn latency(args: LatencyArgs) -> anyhow::Result<()> {
     let key = saved_key(args.key.clone())?;
-    let http = reqwest::Client::new();
-    let auth = format!("Bearer {key}");
+    let client = Client::new(reqwest::Client::new(), &args.api, &key, &args.namespace);
     let mut timings = Vec::with_capacity(args.count);
     let mut body = vec![0u8; args.size];
     let run = uuid::Uuid::new_v4();
@@ -157,39 +233,12 @@ pub async fn latency(args: LatencyArgs) -> anyhow::Result<()> {
         // Distinct content each time, so no confirm is a duplicate.
         let stamp = format!("{run}-{i}");
         body[..stamp.len()].copy_from_slice(stamp.as_bytes());
-        let created: Value = http
-            .post(format!("{}/v1/buckets/{}/uploads", args.api, args.bucket))
-            .header("Authorization", &auth)
-            .header("X-Namespace", &args.namespace)
-            .json(&json!({ "filename": format!("bench-{i}.bin"), "content_type": "application/octet-stream" }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
+        let (upload_id, url) = client
+            .create(&args.bucket, &format!("bench-{i}.bin"))
             .await?;
-        let url = created["presigned_url"]
-            .as_str()
-            .context("no presigned_url")?;
-        let upload_id = created["upload_id"].as_str().context("no upload_id")?;
-        http.put(url)
-            .header("Content-Type", "application/octet-stream")
-            .body(body.clone())
-            .send()
-            .await?
-            .error_for_status()?;
+        client.put(&url, body.clone().into()).await?;
         let started = Instant::now();
-        let confirmed: Value = http
-            .post(format!(
-                "{}/v1/buckets/{}/uploads/{upload_id}/confirm",
-                args.api, args.bucket
-            ))
-            .header("Authorization", &auth)
-            .header("X-Namespace", &args.namespace)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let confirmed = client.confirm(&args.bucket, &upload_id, false).await?;
         timings.push(started.elapsed());
         if confirmed["status"] != "COMPLETED" {
             bail!("confirm {i} answered {confirmed}");

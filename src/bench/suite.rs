@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use super::ceilings;
-use super::percentile;
 use super::procs::{self, Proc};
 use super::report::{self, Drain, LargeFile, Latency, Results};
+use super::{percentile, Client, OCTETS};
 use crate::blob::BlobStore;
 use crate::config::{DatabaseConfig, QueueConfig, S3Config};
 use crate::domain::{new_id, IdKind};
@@ -71,24 +71,8 @@ pub struct SuiteArgs {
 
 /// Clients that drive the service at once in the concurrent phases.
 const CLIENTS: usize = 32;
-const OCTETS: &str = "application/octet-stream";
-
-/// The API as a client sees it.
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    auth: String,
-    namespace: String,
-}
 
 impl Client {
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", &self.auth)
-            .header("X-Namespace", &self.namespace)
-    }
-
     /// Creates `count` uploads (100 per request) and PUTs distinct random content of `size`
     /// bytes to each; returns their ids in order.
     async fn stage(&self, bucket: &str, count: usize, size: usize) -> anyhow::Result<Vec<String>> {
@@ -138,35 +122,6 @@ impl Client {
         Ok(created.into_iter().map(|(id, _)| id).collect())
     }
 
-    async fn put(&self, url: &str, body: Bytes) -> anyhow::Result<()> {
-        self.http
-            .put(url)
-            .header("Content-Type", OCTETS)
-            .body(body)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(())
-    }
-
-    async fn confirm(
-        &self,
-        bucket: &str,
-        upload_id: &str,
-        run_async: bool,
-    ) -> anyhow::Result<Value> {
-        let query = if run_async { "?async=true" } else { "" };
-        Ok(self
-            .post(&format!(
-                "/v1/buckets/{bucket}/uploads/{upload_id}/confirm{query}"
-            ))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
-    }
-
     /// Confirms each upload, `clients` at once; each answer must have `status`. Returns the
     /// time each confirm request took.
     async fn confirm_all(
@@ -197,7 +152,9 @@ impl Client {
 
 /// What every process of the run shares.
 struct Run {
-    args: SuiteArgs,
+    /// The large object's size, and where its local copy goes.
+    large_size: usize,
+    work: PathBuf,
     env: Vec<(String, String)>,
     http: reqwest::Client,
     logs: PathBuf,
@@ -360,7 +317,8 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(64)
         .build()?;
     let mut run = Run {
-        args: args.clone(),
+        large_size: args.large_size,
+        work: args.work.clone(),
         env,
         http: http.clone(),
         logs,
@@ -380,12 +338,12 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     api_env.push(("LISTEN_ADDR".to_owned(), api_addr.to_string()));
     let mut api = Proc::spawn("api", "api", &api_env, "LISTEN_ADDR", &run.logs).await?;
     api.ready(&http).await?;
-    let client = Client {
-        http: http.clone(),
-        base: format!("http://{}", api.health),
-        auth: format!("Bearer {key}"),
-        namespace: "bench".to_owned(),
-    };
+    let client = Client::new(
+        http.clone(),
+        &format!("http://{}", api.health),
+        &key,
+        "bench",
+    );
 
     // Sync confirm latency, one worker process.
     let sync = args.sync_size;
@@ -539,27 +497,13 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
 }
 
 async fn large_file(run: &mut Run, client: &Client, blob: &BlobStore) -> anyhow::Result<LargeFile> {
-    let size = run.args.large_size;
+    let size = run.large_size;
     let mut data = vec![0u8; size];
     rand::rngs::StdRng::from_entropy().fill_bytes(&mut data);
-    let local = run.args.work.join("large.bin");
+    let local = run.work.join("large.bin");
     std::fs::write(&local, &data)?;
-    let created: Value = client
-        .post("/v1/buckets/large/uploads")
-        .json(&json!({ "filename": "large.bin", "content_type": OCTETS }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let upload_id = created["upload_id"]
-        .as_str()
-        .context("no upload_id")?
-        .to_owned();
-    let url = created["presigned_url"]
-        .as_str()
-        .context("no presigned_url")?;
-    client.put(url, Bytes::from(data)).await?;
+    let (upload_id, url) = client.create("large", "large.bin").await?;
+    client.put(&url, Bytes::from(data)).await?;
     let s3_key: String = sqlx::query_scalar("SELECT s3_key FROM uploads WHERE id = $1")
         .bind(&upload_id)
         .fetch_one(&run.pool)

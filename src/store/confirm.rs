@@ -7,6 +7,7 @@ use super::batch_confirm;
 use super::batches;
 pub use super::batches::BatchDestination;
 use super::models::UploadRow;
+use super::tenancy::USED;
 use super::uploads::UPLOAD_COLUMNS;
 use crate::domain::{new_id, IdKind, TaskStatus};
 
@@ -135,8 +136,8 @@ pub async fn complete(
         &outputs(&completed),
     )
     .await?;
-    // Usage grows last: every confirmation of the namespace waits on this row's lock, so it
-    // is held for one statement and the commit, not for the whole transaction.
+    // Usage grows last: with a quota, every confirmation of the namespace waits on its row's
+    // lock, so it is held for one statement and the commit, not the whole transaction.
     if let Some(size) = stored {
         if let Some((current, limit)) = add_usage(&mut tx, &upload, size).await? {
             tx.rollback().await?;
@@ -250,11 +251,10 @@ async fn add_usage(
     if appended.rows_affected() == 1 {
         return Ok(None);
     }
-    let grown = sqlx::query(
+    let grown = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE namespaces SET storage_used_bytes = storage_used_bytes + $2
-         WHERE id = $1 AND (storage_quota_bytes IS NULL OR storage_used_bytes + $2
-            + coalesce((SELECT sum(bytes) FROM namespace_usage WHERE namespace_id = $1), 0) <= storage_quota_bytes)",
-    )
+         WHERE id = $1 AND (storage_quota_bytes IS NULL OR {USED} + $2 <= storage_quota_bytes)"
+    )))
     .bind(&upload.namespace_id)
     .bind(size)
     .execute(&mut *conn)
@@ -262,11 +262,9 @@ async fn add_usage(
     if grown.rows_affected() == 1 {
         return Ok(None);
     }
-    let (current, limit): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT (storage_used_bytes + coalesce((SELECT sum(bytes) FROM namespace_usage WHERE namespace_id = $1), 0))::bigint,
-                storage_quota_bytes
-         FROM namespaces WHERE id = $1",
-    )
+    let (current, limit): (i64, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {USED}, storage_quota_bytes FROM namespaces WHERE id = $1"
+    )))
     .bind(&upload.namespace_id)
     .fetch_one(conn)
     .await?;

@@ -16,7 +16,7 @@ pub async fn organization_for_key(pool: &PgPool, key_hash: &str) -> sqlx::Result
 }
 
 /// A namespace's usage in SQL: its folded bytes plus what the ledger holds for it.
-const USED: &str = "(storage_used_bytes + coalesce((SELECT sum(u.bytes) FROM namespace_usage u WHERE u.namespace_id = namespaces.id), 0))::bigint";
+pub(super) const USED: &str = "(storage_used_bytes + coalesce((SELECT sum(u.bytes) FROM namespace_usage u WHERE u.namespace_id = namespaces.id), 0))::bigint";
 
 /// Moves ledger rows into their namespaces' `storage_used_bytes`, at most `limit` of them, in
 /// one statement (so a reader sees each byte counted once, before or after); how many moved.

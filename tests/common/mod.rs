@@ -703,14 +703,12 @@ impl TestApp {
     }
 
     pub async fn storage_used(&self) -> i64 {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT (storage_used_bytes + coalesce((SELECT sum(bytes) FROM namespace_usage WHERE namespace_id = $1), 0))::bigint
-             FROM namespaces WHERE id = $1",
-        )
-        .bind(&self.namespace_id)
-        .fetch_one(&self.pool)
-        .await
-        .expect("storage used of namespace")
+        // As the quota sees it: the namespace row plus its usage ledger.
+        upconfirm::store::tenancy::find_namespace_by_id(&self.pool, &self.namespace_id)
+            .await
+            .expect("storage used of namespace")
+            .expect("the test namespace exists")
+            .storage_used_bytes
     }
 
     /// Waits (up to ~10 s) until every accepted job has been handed to the broker.
