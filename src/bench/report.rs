@@ -292,7 +292,7 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(md, "|---|---|---|");
     let _ = writeln!(
         md,
-        "| Worker: confirm to COMPLETED (HeadObject, streamed SHA-256, commit) | {:.0} | |",
+        "| Worker: confirm to COMPLETED (GetObject with streamed SHA-256, commit) | {:.0} | |",
         l.worker_mb_per_s
     );
     let _ = writeln!(
