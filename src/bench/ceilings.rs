@@ -143,10 +143,11 @@ pub async fn head_object(
 }
 
 /// The writes a worker commits for one confirmation, and nothing else: the task marked
-/// running (one commit), then the content claim, object, upload and task rows, the task's
-/// notification and the usage ledger's row, in the worker's order (a second commit). They go to copies of the service's tables
-/// (same columns, defaults, indexes) in a scratch schema, filled beforehand with the
-/// uploads and tasks of `bucket_id`, so that no read, check or lookup of the service runs.
+/// running (one commit), then the content claim, object, upload and task rows with the task's
+/// notification, and the usage ledger's row, in the worker's order (a second commit). They
+/// go to copies of the service's tables (same columns, defaults, indexes) in a scratch
+/// schema, filled beforehand with the uploads and tasks of `bucket_id`, so that no read,
+/// check or lookup of the service runs.
 pub async fn database(pool: &PgPool, bucket_id: &str, concurrency: usize) -> anyhow::Result<Rate> {
     const SCHEMA: &str = "bench_ceiling";
     let mut setup = pool.begin().await?;
@@ -264,16 +265,15 @@ pub async fn database(pool: &PgPool, bucket_id: &str, concurrency: usize) -> any
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE {SCHEMA}.tasks SET status = 'COMPLETED', outputs = $2, updated_at = now() WHERE id = $1"
+                    "WITH ended AS (
+                        UPDATE {SCHEMA}.tasks SET status = 'COMPLETED', outputs = $2, updated_at = now()
+                        WHERE id = $1 RETURNING id
+                     ) SELECT pg_notify('upconfirm_bench_ceiling', id) FROM ended"
                 )))
                 .bind(task)
                 .bind(serde_json::json!({ "upload_id": upload, "object_id": object, "file_hash": hash }))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("SELECT pg_notify('upconfirm_bench_ceiling', $1)")
-                    .bind(task)
-                    .execute(&mut *tx)
-                    .await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO {SCHEMA}.namespace_usage (namespace_id, bytes)
                      SELECT id, $2 FROM {SCHEMA}.namespaces WHERE id = $1 AND storage_quota_bytes IS NULL"

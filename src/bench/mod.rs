@@ -110,16 +110,33 @@ impl Client {
             .error_for_status()?
             .json()
             .await?;
-        Ok((
-            created["upload_id"]
-                .as_str()
-                .context("no upload_id")?
-                .to_owned(),
-            created["presigned_url"]
-                .as_str()
-                .context("no presigned_url")?
-                .to_owned(),
-        ))
+        id_and_url(&created)
+    }
+
+    /// Uploads created in one batch request, in order: their ids and presigned URLs.
+    pub(crate) async fn create_batch(
+        &self,
+        bucket: &str,
+        filenames: impl IntoIterator<Item = String>,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let items: Vec<Value> = filenames
+            .into_iter()
+            .map(|filename| json!({ "filename": filename, "content_type": OCTETS }))
+            .collect();
+        let created: Value = self
+            .post(&format!("/v1/buckets/{bucket}/uploads/batch"))
+            .json(&json!({ "uploads": items }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        created["uploads"]
+            .as_array()
+            .context("no uploads")?
+            .iter()
+            .map(id_and_url)
+            .collect()
     }
 
     pub(crate) async fn confirm(
@@ -141,6 +158,20 @@ impl Client {
     }
 }
 
+/// An upload's id and presigned URL, from the API's answer creating it.
+fn id_and_url(upload: &Value) -> anyhow::Result<(String, String)> {
+    Ok((
+        upload["upload_id"]
+            .as_str()
+            .context("no upload_id")?
+            .to_owned(),
+        upload["presigned_url"]
+            .as_str()
+            .context("no presigned_url")?
+            .to_owned(),
+    ))
+}
+
 /// Per round: batch-creates `count` uploads, PUTs distinct files, then times one batch
 /// confirm from the request until its task is terminal (long-polled, so no polling delay).
 pub async fn batch_confirm(args: BatchArgs) -> anyhow::Result<()> {
@@ -154,22 +185,13 @@ pub async fn batch_confirm(args: BatchArgs) -> anyhow::Result<()> {
     let run = uuid::Uuid::new_v4();
     let mut timings = Vec::with_capacity(args.rounds);
     for round in 0..args.rounds {
-        let items: Vec<Value> = (0..t.count)
-            .map(
-                |i| json!({ "filename": format!("batch-{round}-{i}.bin"), "content_type": OCTETS }),
+        let uploads = client
+            .create_batch(
+                &t.bucket,
+                (0..t.count).map(|i| format!("batch-{round}-{i}.bin")),
             )
-            .collect();
-        let created: Value = client
-            .post(&format!("/v1/buckets/{}/uploads/batch", t.bucket))
-            .json(&json!({ "uploads": items }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
             .await?;
-        let uploads = created["uploads"].as_array().context("no uploads")?;
-        let puts = uploads.iter().enumerate().map(|(i, u)| {
-            let url = u["presigned_url"].as_str().unwrap_or_default();
+        let puts = uploads.iter().enumerate().map(|(i, (_, url))| {
             let mut body = vec![0u8; t.size];
             let stamp = format!("{run}-{round}-{i}");
             body[..stamp.len()].copy_from_slice(stamp.as_bytes());
@@ -178,7 +200,7 @@ pub async fn batch_confirm(args: BatchArgs) -> anyhow::Result<()> {
         futures::future::try_join_all(puts).await?;
         let confirmations: Vec<Value> = uploads
             .iter()
-            .map(|u| json!({ "upload_id": u["upload_id"] }))
+            .map(|(id, _)| json!({ "upload_id": id }))
             .collect();
         let started = Instant::now();
         let accepted: Value = client

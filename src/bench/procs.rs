@@ -1,6 +1,7 @@
 //! The service's processes as the benchmark runs them: spawned from this same binary, with
 //! their CPU time and peak memory read from `/proc`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
@@ -127,14 +128,130 @@ fn clock_ticks() -> f64 {
     })
 }
 
+/// CPU time used so far by every process of the machine, in milliseconds, grouped by what
+/// the process is: `upconfirm` (the service's processes), `postgres`, `rabbitmq`, `garage`,
+/// `bench` (this load generator), and `all` (the machine's total busy time, from /proc/stat).
+/// The difference of two snapshots says where the CPU of what ran between them went.
+#[derive(Debug, Clone, Default)]
+pub struct CpuSnapshot(BTreeMap<String, f64>);
+
+impl CpuSnapshot {
+    pub fn take() -> anyhow::Result<CpuSnapshot> {
+        let ticks = clock_ticks();
+        let me = std::process::id();
+        let mut groups = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc")? {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Processes come and go while we look; those gone are skipped.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let group = if pid == me {
+                "bench"
+            } else {
+                match group_of(&stat) {
+                    Some(g) => g,
+                    None => continue,
+                }
+            };
+            // A parent's reaped children count as its own (PostgreSQL's backends).
+            let ms = cpu_ms_with_children_from_stat(&stat, ticks)?;
+            *groups.entry(group.to_owned()).or_insert(0.0) += ms;
+        }
+        let all = std::fs::read_to_string("/proc/stat")?;
+        groups.insert("all".to_owned(), busy_ms_from_proc_stat(&all, ticks)?);
+        Ok(CpuSnapshot(groups))
+    }
+
+    /// Milliseconds each group used since `earlier`, divided by `ops`; `other` is what the
+    /// machine spent outside the named groups.
+    pub fn per_op_since(&self, earlier: &CpuSnapshot, ops: usize) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        let mut named = 0.0;
+        for (group, &now) in &self.0 {
+            let used = (now - earlier.0.get(group).copied().unwrap_or(0.0)).max(0.0);
+            if group != "all" {
+                named += used;
+            }
+            out.insert(group.clone(), used / ops.max(1) as f64);
+        }
+        let all = out.get("all").copied().unwrap_or(0.0) * ops.max(1) as f64;
+        out.insert(
+            "other".to_owned(),
+            (all - named).max(0.0) / ops.max(1) as f64,
+        );
+        out
+    }
+}
+
+/// The group of a process, from the command name in its `/proc/<pid>/stat` line.
+fn group_of(stat: &str) -> Option<&'static str> {
+    let name = stat.split_once('(')?.1.rsplit_once(')')?.0;
+    match name {
+        n if n.starts_with("upconfirm") => Some("upconfirm"),
+        n if n.starts_with("postgres") => Some("postgres"),
+        n if n.starts_with("beam") || n == "erl_child_setup" || n == "epmd" => Some("rabbitmq"),
+        n if n.starts_with("garage") => Some("garage"),
+        _ => None,
+    }
+}
+
+/// Busy time of the whole machine (all but idle and iowait) from the `cpu` line of
+/// `/proc/stat`, in milliseconds.
+fn busy_ms_from_proc_stat(stat: &str, ticks_per_second: f64) -> anyhow::Result<f64> {
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<f64>().context("malformed /proc/stat"))
+        .collect::<anyhow::Result<_>>()?;
+    // user nice system idle iowait irq softirq steal ...; guest time is already in user.
+    let busy: f64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Ok(busy * 1000.0 / ticks_per_second)
+}
+
+/// utime + stime + cutime + cstime (fields 14 to 17) of a `/proc/<pid>/stat` line, in ms.
+fn cpu_ms_with_children_from_stat(stat: &str, ticks_per_second: f64) -> anyhow::Result<f64> {
+    let own = cpu_ms_from_stat(stat, ticks_per_second)?;
+    let fields = stat_fields(stat)?;
+    let children: f64 = fields
+        .get(13..15)
+        .context("short /proc stat")?
+        .iter()
+        .map(|f| f.parse::<f64>().context("malformed /proc stat field"))
+        .sum::<anyhow::Result<f64>>()?;
+    Ok(own + children * 1000.0 / ticks_per_second)
+}
+
+/// The fields of a `/proc/<pid>/stat` line from the third (state) on.
+fn stat_fields(stat: &str) -> anyhow::Result<Vec<&str>> {
+    Ok(stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed /proc stat")?
+        .split_whitespace()
+        .collect())
+}
+
 /// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in milliseconds. The command
 /// name in parentheses may hold spaces, so fields are counted after its closing parenthesis.
 fn cpu_ms_from_stat(stat: &str, ticks_per_second: f64) -> anyhow::Result<f64> {
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("malformed /proc stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
+    let fields = stat_fields(stat)?;
     // `after` starts at field 3 (state); field 14 is at index 11.
     let ticks = |i: usize| -> anyhow::Result<f64> {
         fields
@@ -164,6 +281,35 @@ mod tests {
         let stat = "4242 (upconfirm (w) x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0";
         assert_eq!(cpu_ms_from_stat(stat, 100.0).unwrap(), 3000.0);
         assert!(cpu_ms_from_stat("4242 (x) S 1", 100.0).is_err());
+    }
+
+    #[test]
+    fn children_and_machine_time() {
+        let stat = "7 (postgres) S 1 2 3 4 5 6 7 8 9 10 250 50 100 100 20 0 9 0";
+        assert_eq!(cpu_ms_with_children_from_stat(stat, 100.0).unwrap(), 5000.0);
+        assert_eq!(group_of(stat), Some("postgres"));
+        assert_eq!(group_of("9 (beam.smp) S 1"), Some("rabbitmq"));
+        assert_eq!(group_of("9 (bash) S 1"), None);
+        let machine = "cpu  100 10 50 9000 40 5 5 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n";
+        assert_eq!(busy_ms_from_proc_stat(machine, 100.0).unwrap(), 1700.0);
+    }
+
+    #[test]
+    fn per_op_splits_and_names_the_rest_other() {
+        let before = CpuSnapshot(BTreeMap::from([
+            ("all".to_owned(), 1000.0),
+            ("postgres".to_owned(), 100.0),
+        ]));
+        let after = CpuSnapshot(BTreeMap::from([
+            ("all".to_owned(), 3000.0),
+            ("postgres".to_owned(), 1100.0),
+            ("garage".to_owned(), 500.0),
+        ]));
+        let per = after.per_op_since(&before, 100);
+        assert_eq!(per["all"], 20.0);
+        assert_eq!(per["postgres"], 10.0);
+        assert_eq!(per["garage"], 5.0);
+        assert_eq!(per["other"], 5.0);
     }
 
     #[test]

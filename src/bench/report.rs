@@ -1,11 +1,16 @@
 //! The benchmark's figures: the JSON a machine reads and the Markdown table a person reads.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::ceilings::Rate;
+
+/// Milliseconds of CPU per operation, by process group (`upconfirm`, `postgres`, `rabbitmq`,
+/// `garage`, `bench`, `other`) and for the whole machine (`all`).
+pub type CpuSplit = BTreeMap<String, f64>;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -17,6 +22,8 @@ pub struct Latency {
     pub p99_ms: f64,
     pub mean_ms: f64,
     pub max_ms: f64,
+    /// The whole machine's CPU per confirmation during the phase, by process.
+    pub cpu_ms_per_confirmation: CpuSplit,
     /// Confirmations completed per second of the phase.
     pub per_second: f64,
 }
@@ -30,6 +37,8 @@ pub struct Drain {
     pub seconds: f64,
     pub per_second: f64,
     pub worker_cpu_ms_per_confirmation: f64,
+    /// The whole machine's CPU per confirmation while draining, by process.
+    pub cpu_ms_per_confirmation: CpuSplit,
     pub failed: i64,
     pub ratio_to_smallest_ceiling: f64,
 }
@@ -49,6 +58,21 @@ pub struct Ceilings {
     pub head_object: Rate,
     /// The rows a worker commits for one confirmation.
     pub database: Rate,
+    /// The whole machine's CPU per operation of each ceiling, by process.
+    pub cpu_ms_per_op: BTreeMap<String, CpuSplit>,
+}
+
+impl Ceilings {
+    /// CPU that one database commit and one HeadObject take together: less than any drained
+    /// confirmation costs, since it commits those rows and reads the whole object (the broker's
+    /// part is left out, as a drain consumes jobs published before it).
+    pub fn cpu_ms_together(&self) -> f64 {
+        ["database", "head_object"]
+            .iter()
+            .filter_map(|name| self.cpu_ms_per_op.get(*name))
+            .map(|split| split.get("all").copied().unwrap_or(0.0))
+            .sum()
+    }
 }
 
 impl Ceilings {
@@ -80,6 +104,8 @@ pub struct LargeFile {
     pub ratio_to_min: f64,
     pub worker_peak_rss_mib: f64,
     pub digest_matches_sha256sum: bool,
+    /// The whole machine's CPU per MiB of the bare GET, by process.
+    pub get_cpu_ms_per_mib: CpuSplit,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +134,9 @@ pub struct Results {
     pub ceilings: Ceilings,
     pub smallest_ceiling: String,
     pub large_file: LargeFile,
+    /// Confirmations per second the machine's CPUs could give if each cost no more than one
+    /// operation of every ceiling (`Ceilings::cpu_ms_together`).
+    pub cpu_bound_per_second: f64,
     pub targets: Vec<Target>,
 }
 
@@ -167,10 +196,17 @@ impl Results {
             measured: format!("{:.1} MiB", large_file.worker_peak_rss_mib),
             met: large_file.worker_peak_rss_mib <= 64.0,
         });
+        let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+        let together = ceilings.cpu_ms_together();
+        let cpu_bound_per_second = if together > 0.0 {
+            cpus as f64 * 1000.0 / together
+        } else {
+            f64::INFINITY
+        };
         Results {
             generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             machine: Machine {
-                cpus: std::thread::available_parallelism().map_or(0, usize::from),
+                cpus,
                 cpu_model: cpu_model(),
                 store: store.to_owned(),
             },
@@ -181,6 +217,7 @@ impl Results {
             smallest_ceiling: smallest.to_owned(),
             ceilings,
             large_file,
+            cpu_bound_per_second,
             targets,
         }
     }
@@ -279,13 +316,14 @@ pub fn markdown(r: &Results) -> String {
         ),
         ("HeadObject against the store", &r.ceilings.head_object),
         (
-            "PostgreSQL commits of the rows one confirmation writes (worker side, 2 commits)",
+            "PostgreSQL commits of the rows one confirmation writes (as the worker: 2 commits)",
             &r.ceilings.database,
         ),
     ] {
         let _ = writeln!(md, "| {name} | {} | {:.0} |", rate.count, rate.per_second);
     }
     let _ = writeln!(md, "\nSmallest: {smallest}, {smallest_rate:.0}/s.\n");
+    cpu_section(&mut md, r);
     let l = &r.large_file;
     let _ = writeln!(md, "## Large file ({})\n", bytes(l.size_bytes));
     let _ = writeln!(md, "| Measure | MB/s | Worker hashing as a ratio |");
@@ -312,6 +350,83 @@ pub fn markdown(r: &Results) -> String {
         if l.digest_matches_sha256sum { "yes" } else { "no" }
     );
     md
+}
+
+/// Where the CPU went, per operation, and what that allows on this machine.
+fn cpu_section(md: &mut String, r: &Results) {
+    const GROUPS: [&str; 7] = [
+        "upconfirm",
+        "postgres",
+        "rabbitmq",
+        "garage",
+        "bench",
+        "other",
+        "all",
+    ];
+    let _ = writeln!(
+        md,
+        "## Where the CPU goes (ms of CPU per operation, whole machine)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| Phase | {} | {} CPUs sustain |",
+        GROUPS.join(" | "),
+        r.machine.cpus
+    );
+    let _ = writeln!(md, "|---|{}---|", "---|".repeat(GROUPS.len()));
+    let mut rows: Vec<(String, &CpuSplit)> = r
+        .sync_latency
+        .iter()
+        .map(|l| {
+            (
+                format!(
+                    "sync, {} client(s), per {} confirmation",
+                    l.concurrency,
+                    bytes(l.size_bytes)
+                ),
+                &l.cpu_ms_per_confirmation,
+            )
+        })
+        .collect();
+    rows.extend(r.async_throughput.iter().map(|d| {
+        (
+            format!(
+                "drain, {} worker(s), per {} confirmation",
+                d.workers,
+                bytes(d.size_bytes)
+            ),
+            &d.cpu_ms_per_confirmation,
+        )
+    }));
+    rows.push((
+        "bare GET of the large file, per MiB".to_owned(),
+        &r.large_file.get_cpu_ms_per_mib,
+    ));
+    for (name, split) in &r.ceilings.cpu_ms_per_op {
+        rows.push((format!("ceiling {name}, per operation"), split));
+    }
+    for (name, split) in rows {
+        let cells: Vec<String> = GROUPS
+            .iter()
+            .map(|g| format!("{:.3}", split.get(*g).copied().unwrap_or(0.0)))
+            .collect();
+        let all = split.get("all").copied().unwrap_or(0.0);
+        let sustain = if all > 0.0 {
+            format!("{:.0}/s", r.machine.cpus as f64 * 1000.0 / all)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(md, "| {name} | {} | {sustain} |", cells.join(" | "));
+    }
+    let (smallest, smallest_rate) = r.ceilings.smallest();
+    let _ = writeln!(
+        md,
+        "\nOne database-ceiling commit and one HeadObject take {:.3} ms of CPU together. A drained confirmation does more than that (it commits those rows and reads the whole object, besides consuming its job), so {} CPUs cannot drain more than {:.0}/s: {:.2} of the smallest ceiling ({smallest}, {smallest_rate:.0}/s).\n",
+        r.ceilings.cpu_ms_together(),
+        r.machine.cpus,
+        r.cpu_bound_per_second,
+        r.cpu_bound_per_second / smallest_rate
+    );
 }
 
 fn bytes(n: usize) -> String {
@@ -346,7 +461,22 @@ mod tests {
             broker: rate(900.0),
             head_object: rate(300.0),
             database: rate(600.0),
+            cpu_ms_per_op: BTreeMap::from([
+                (
+                    "broker".to_owned(),
+                    CpuSplit::from([("all".to_owned(), 0.5)]),
+                ),
+                (
+                    "head_object".to_owned(),
+                    CpuSplit::from([("all".to_owned(), 0.25)]),
+                ),
+                (
+                    "database".to_owned(),
+                    CpuSplit::from([("all".to_owned(), 1.0)]),
+                ),
+            ]),
         };
         assert_eq!(c.smallest(), ("head_object", 300.0));
+        assert_eq!(c.cpu_ms_together(), 1.25);
     }
 }

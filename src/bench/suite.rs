@@ -3,6 +3,7 @@
 //! PostgreSQL, RabbitMQ and S3 store, drives them over HTTP as clients do, measures what
 //! each dependency does alone in the same run, and writes the figures as JSON and Markdown.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,13 +14,13 @@ use bytes::Bytes;
 use clap::Args;
 use futures::{StreamExt, TryStreamExt};
 use rand::{RngCore, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
 
 use super::ceilings;
-use super::procs::{self, Proc};
+use super::procs::{self, CpuSnapshot, Proc};
 use super::report::{self, Drain, LargeFile, Latency, Results};
-use super::{percentile, Client, OCTETS};
+use super::{percentile, Client};
 use crate::blob::BlobStore;
 use crate::config::{DatabaseConfig, QueueConfig, S3Config};
 use crate::domain::{new_id, IdKind};
@@ -80,29 +81,9 @@ impl Client {
         rand::rngs::StdRng::from_entropy().fill_bytes(&mut base);
         let base = Arc::new(base);
         let created: Vec<Vec<(String, String)>> = futures::stream::iter((0..count).step_by(100))
-            .map(|first| async move {
+            .map(|first| {
                 let n = (count - first).min(100);
-                let items: Vec<Value> = (0..n)
-                    .map(|i| json!({ "filename": format!("f{}.bin", first + i), "content_type": OCTETS }))
-                    .collect();
-                let answer: Value = self
-                    .post(&format!("/v1/buckets/{bucket}/uploads/batch"))
-                    .json(&json!({ "uploads": items }))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
-                let uploads = answer["uploads"].as_array().context("no uploads")?;
-                uploads
-                    .iter()
-                    .map(|u| {
-                        Ok((
-                            u["upload_id"].as_str().context("no upload_id")?.to_owned(),
-                            u["presigned_url"].as_str().context("no presigned_url")?.to_owned(),
-                        ))
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()
+                self.create_batch(bucket, (first..first + n).map(|i| format!("f{i}.bin")))
             })
             .buffered(4)
             .try_collect()
@@ -230,10 +211,12 @@ fn latency_figures(
     size: usize,
     mut timings: Vec<Duration>,
     wall: Duration,
-) -> Latency {
+    cpu_at_start: &CpuSnapshot,
+) -> anyhow::Result<Latency> {
+    let cpu_ms_per_confirmation = CpuSnapshot::take()?.per_op_since(cpu_at_start, timings.len());
     timings.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    Latency {
+    Ok(Latency {
         concurrency,
         count: timings.len(),
         size_bytes: size,
@@ -243,7 +226,8 @@ fn latency_figures(
         mean_ms: timings.iter().map(|d| ms(*d)).sum::<f64>() / timings.len() as f64,
         max_ms: timings.last().map(|d| ms(*d)).unwrap_or_default(),
         per_second: timings.len() as f64 / wall.as_secs_f64(),
-    }
+        cpu_ms_per_confirmation,
+    })
 }
 
 fn env_for(args: &SuiteArgs, prefix: &str) -> Vec<(String, String)> {
@@ -359,18 +343,20 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         .confirm_all("warm", &warm, 8, false, "COMPLETED")
         .await?;
     say("sync confirms, 1 client");
+    let cpu_at_start = CpuSnapshot::take()?;
     let t = Instant::now();
     let timings = client
         .confirm_all("sync1", &seq, 1, false, "COMPLETED")
         .await?;
-    let sync1 = latency_figures(1, sync, timings, t.elapsed());
+    let sync1 = latency_figures(1, sync, timings, t.elapsed(), &cpu_at_start)?;
     say(format!("  {sync1:?}"));
     say(format!("sync confirms, {CLIENTS} clients"));
+    let cpu_at_start = CpuSnapshot::take()?;
     let t = Instant::now();
     let timings = client
         .confirm_all("sync32", &conc, CLIENTS, false, "COMPLETED")
         .await?;
-    let sync32 = latency_figures(CLIENTS, sync, timings, t.elapsed());
+    let sync32 = latency_figures(CLIENTS, sync, timings, t.elapsed(), &cpu_at_start)?;
     say(format!("  {sync32:?}"));
     worker.stop(Duration::from_secs(30)).await?;
 
@@ -399,6 +385,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         api_requests += ids.len();
 
         say(format!("draining with {workers} worker process(es)"));
+        let cpu_at_start = CpuSnapshot::take()?;
         let t = Instant::now();
         let mut pool_of = Vec::new();
         for _ in 0..workers {
@@ -407,6 +394,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         let (took, failed) = run
             .wait_settled(&bucket, ids.len(), t, Duration::from_millis(200))
             .await?;
+        let split = CpuSnapshot::take()?.per_op_since(&cpu_at_start, ids.len());
         let cpu: f64 = pool_of
             .iter()
             .map(Proc::cpu_ms)
@@ -421,6 +409,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             seconds: took.as_secs_f64(),
             per_second: ids.len() as f64 / took.as_secs_f64(),
             worker_cpu_ms_per_confirmation: cpu / ids.len() as f64,
+            cpu_ms_per_confirmation: split,
             failed,
             ratio_to_smallest_ceiling: 0.0,
         };
@@ -430,6 +419,8 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
 
     // Each dependency alone.
     say("ceilings: broker, HeadObject, database");
+    let mut cpu_ms_per_op = BTreeMap::new();
+    let before = CpuSnapshot::take()?;
     let broker = ceilings::broker(
         &args.queue.amqp_url,
         &format!("{prefix}.ceiling"),
@@ -438,6 +429,10 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         CLIENTS as u16,
     )
     .await?;
+    cpu_ms_per_op.insert(
+        "broker".to_owned(),
+        CpuSnapshot::take()?.per_op_since(&before, broker.count),
+    );
     say(format!("  broker {broker:?}"));
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT u.s3_key FROM uploads u JOIN buckets b ON b.id = u.bucket_id
@@ -446,14 +441,24 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     .bind(&run.namespace_id)
     .fetch_all(&pool)
     .await?;
+    let before = CpuSnapshot::take()?;
     let head = ceilings::head_object(&blob, &keys, CLIENTS).await?;
+    cpu_ms_per_op.insert(
+        "head_object".to_owned(),
+        CpuSnapshot::take()?.per_op_since(&before, head.count),
+    );
     say(format!("  HeadObject {head:?}"));
     let async1: String =
         sqlx::query_scalar("SELECT id FROM buckets WHERE namespace_id = $1 AND name = 'async1'")
             .bind(&run.namespace_id)
             .fetch_one(&pool)
             .await?;
+    let before = CpuSnapshot::take()?;
     let database = ceilings::database(&pool, &async1, CLIENTS).await?;
+    cpu_ms_per_op.insert(
+        "database".to_owned(),
+        CpuSnapshot::take()?.per_op_since(&before, database.count),
+    );
     say(format!("  database {database:?}"));
 
     // One large object: the store's bare GET, sha256sum on a local copy, and a worker.
@@ -479,6 +484,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             broker,
             head_object: head,
             database,
+            cpu_ms_per_op,
         },
         large,
         started.elapsed(),
@@ -509,7 +515,9 @@ async fn large_file(run: &mut Run, client: &Client, blob: &BlobStore) -> anyhow:
         .fetch_one(&run.pool)
         .await?;
 
+    let cpu_at_start = CpuSnapshot::take()?;
     let get = ceilings::get_object(blob, &s3_key).await?;
+    let get_cpu_ms_per_mib = CpuSnapshot::take()?.per_op_since(&cpu_at_start, size >> 20);
     let (digest, sha256sum) = ceilings::sha256sum(&local, 2).await?;
     std::fs::remove_file(&local).ok();
 
@@ -547,5 +555,6 @@ async fn large_file(run: &mut Run, client: &Client, blob: &BlobStore) -> anyhow:
         ratio_to_min: worker_mb_s / get_mb_s.min(sum_mb_s),
         worker_peak_rss_mib: peak as f64 / 1024.0,
         digest_matches_sha256sum: file_hash.as_deref() == Some(digest.as_str()),
+        get_cpu_ms_per_mib,
     })
 }
