@@ -141,6 +141,10 @@ pub struct WorkerConfig {
     #[arg(long, env = "DEAD_LETTER_INTERVAL_MS", default_value_t = 2_000)]
     pub dead_letter_interval_ms: u64,
 
+    /// How often each worker folds the usage ledger into namespace rows (ms; 0: never).
+    #[arg(long, env = "USAGE_FOLD_INTERVAL_MS", default_value_t = 1_000)]
+    pub usage_fold_interval_ms: u64,
+
     /// Where a worker process serves `/healthz` and `/readyz` (unset: nowhere).
     #[arg(long, env = "HEALTH_LISTEN_ADDR")]
     pub health_listen_addr: Option<std::net::SocketAddr>,
@@ -153,6 +157,11 @@ impl WorkerConfig {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.worker_drain_seconds)
+    }
+
+    pub fn usage_fold_interval(&self) -> Option<Duration> {
+        (self.usage_fold_interval_ms > 0)
+            .then(|| Duration::from_millis(self.usage_fold_interval_ms))
     }
 
     pub fn lease(&self) -> Duration {

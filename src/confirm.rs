@@ -15,7 +15,7 @@ use crate::config::HashPolicy;
 use crate::domain::{etags_match, unquote_etag, ContentHash, TaskStatus, UploadStatus};
 use crate::queue::ConfirmJob;
 use crate::store::confirm::{self as finish, BatchDestination, Finish, Verified};
-use crate::store::{tasks, tenancy, uploads, UploadRow};
+use crate::store::{tasks, NamespaceRow, UploadRow};
 
 /// The answer to a completed confirmation (`ConfirmUploadResponse`), also the task's outputs.
 pub fn confirm_result(u: &UploadRow) -> Value {
@@ -53,6 +53,20 @@ pub fn stored_failure(outputs: Option<&Value>) -> ApiError {
         Some(body) => ApiError::from_stored(status, body),
         None => ApiError::bad_request("the confirmation failed"),
     }
+}
+
+/// A failure's reason as the confirmations series labels it: the verification's own reason,
+/// else the kind of error.
+fn failure_reason(err: &ApiError) -> String {
+    if let Some(reason) = err.body()["details"]["reason"].as_str() {
+        return reason.to_owned();
+    }
+    match err {
+        ApiError::QuotaExceeded { .. } => "quota_exceeded",
+        ApiError::NotFound(_) => "not_found",
+        _ => "rejected",
+    }
+    .to_owned()
 }
 
 /// Why a confirmation cannot succeed, whatever is retried.
@@ -153,42 +167,58 @@ impl Pipeline {
         job: &ConfirmJob,
         leased: Option<oneshot::Sender<()>>,
     ) -> Result<Ran, Retryable> {
-        let task = match tasks::start(&self.pool, &job.task_id)
+        let started = match finish::start(&self.pool, &job.task_id, &job.upload_id)
             .await
             .map_err(|e| Retryable(format!("database: {e}")))?
         {
-            tasks::Start::Started(task) => task,
-            tasks::Start::Terminal => {
+            finish::Start::Started(started) => started,
+            finish::Start::Terminal => {
                 tracing::debug!("task already terminal; nothing to do");
                 return Ok(Ran::Done);
             }
-            tasks::Start::Unknown => return Ok(Ran::UnknownTask),
+            finish::Start::Unknown => return Ok(Ran::UnknownTask),
         };
         let lease = Mutex::new(LeaseSlot {
             notify: leased,
             keeper: None,
         });
-        let options: ConfirmOptions =
-            serde_json::from_value(task.inputs.get("options").cloned().unwrap_or(Value::Null))
-                .unwrap_or_default();
-
-        let policy = ExponentialBackoff {
-            initial_interval: Duration::from_millis(100),
-            max_interval: Duration::from_secs(5),
-            max_elapsed_time: Some(self.retry_budget),
-            ..ExponentialBackoff::default()
-        };
-        let outcome = backoff::future::retry_notify(
-            policy,
-            || async {
-                self.attempt(job, &options, &lease).await.map_err(|e| match e {
-                    StepError::Permanent(err) => backoff::Error::permanent(StepError::Permanent(err)),
-                    transient => backoff::Error::transient(transient),
-                })
-            },
-            |err, wait: Duration| tracing::warn!(error = ?err, ?wait, "confirmation step failed; retrying"),
+        let options: ConfirmOptions = serde_json::from_value(
+            started
+                .inputs
+                .get("options")
+                .cloned()
+                .unwrap_or(Value::Null),
         )
-        .await;
+        .unwrap_or_default();
+        let outcome = match check_started(job, *started) {
+            Err(err) => Err(StepError::Permanent(err)),
+            Ok((upload, namespace)) => {
+                let policy = ExponentialBackoff {
+                    initial_interval: Duration::from_millis(100),
+                    max_interval: Duration::from_secs(5),
+                    max_elapsed_time: Some(self.retry_budget),
+                    ..ExponentialBackoff::default()
+                };
+                backoff::future::retry_notify(
+                    policy,
+                    || async {
+                        self.attempt(job, &upload, &namespace, &options, &lease)
+                            .await
+                            .map_err(|e| match e {
+                                StepError::Permanent(err) => {
+                                    backoff::Error::permanent(StepError::Permanent(err))
+                                }
+                                transient => backoff::Error::transient(transient),
+                            })
+                    },
+                    |err, wait: Duration| {
+                        metrics::counter!(crate::metrics::RETRIES).increment(1);
+                        tracing::warn!(error = ?err, ?wait, "confirmation step failed; retrying")
+                    },
+                )
+                .await
+            }
+        };
 
         // Whatever happened, this run renews nothing any more.
         drop(
@@ -199,10 +229,15 @@ impl Pipeline {
                 .take(),
         );
         match outcome {
-            Ok(()) => Ok(Ran::Done),
+            Ok(Some(reason)) => {
+                crate::metrics::confirmations("completed", reason, 1);
+                tracing::info!(reason, "confirmation completed");
+                Ok(Ran::Done)
+            }
+            Ok(None) => Ok(Ran::Done),
             Err(StepError::Permanent(err)) => {
                 let text = err.to_string();
-                finish::fail(
+                let ended = finish::fail(
                     &self.pool,
                     &job.task_id,
                     &job.upload_id,
@@ -211,6 +246,9 @@ impl Pipeline {
                 )
                 .await
                 .map_err(|e| Retryable(format!("database: {e}")))?;
+                if ended {
+                    crate::metrics::confirmations("failed", failure_reason(&err), 1);
+                }
                 tracing::info!(error = %text, "confirmation failed");
                 Ok(Ran::Done)
             }
@@ -273,20 +311,11 @@ impl Pipeline {
     async fn attempt(
         &self,
         job: &ConfirmJob,
+        upload: &UploadRow,
+        namespace: &NamespaceRow,
         options: &ConfirmOptions,
         lease: &Mutex<LeaseSlot>,
-    ) -> Result<(), StepError> {
-        let Some(upload) = uploads::find(&self.pool, &job.upload_id).await? else {
-            return Err(StepError::Permanent(ApiError::not_found("upload")));
-        };
-        if upload.status != UploadStatus::Processing.as_str()
-            || upload.task_id.as_deref() != Some(&job.task_id)
-        {
-            return Err(StepError::Permanent(ApiError::bad_request(
-                "the upload no longer awaits this confirmation",
-            )));
-        }
-
+    ) -> Result<Option<&'static str>, StepError> {
         // Steps 1–3: the object exists, with the ETag and size the client gave.
         // With SHA-256 the body is needed anyway: one GetObject answers for both.
         let (head, body) = match self.hash_policy {
@@ -324,10 +353,7 @@ impl Pipeline {
         }
 
         // Step 5: quota, checked here and enforced again atomically when usage grows.
-        let namespace = tenancy::find_namespace_by_id(&self.pool, &upload.namespace_id)
-            .await?
-            .ok_or_else(|| StepError::Permanent(ApiError::not_found("namespace")))?;
-        check_quota(&namespace, size).map_err(StepError::Permanent)?;
+        check_quota(namespace, size).map_err(StepError::Permanent)?;
 
         // Steps 6–9, in one transaction.
         let verified = Verified {
@@ -346,7 +372,16 @@ impl Pipeline {
         )
         .await?;
         match finished {
-            Finish::Completed(_) | Finish::Stale => Ok(()),
+            // Why it completed, as the confirmations series counts it.
+            Finish::Completed(upload) => Ok(Some(if upload.is_duplicate {
+                "duplicate"
+            } else if upload.object_id.is_some() {
+                "object_created"
+            } else {
+                "confirmed"
+            })),
+            // Ended meanwhile by someone else (a cancel, a redelivery), who counted it.
+            Finish::Stale => Ok(None),
             Finish::QuotaExceeded { current, limit } => {
                 Err(StepError::Permanent(ApiError::QuotaExceeded {
                     message: format!(
@@ -383,6 +418,9 @@ impl Pipeline {
         };
         let hashed = body.sha256(&mut progress).await;
         reporter.abort();
+        if hashed.is_ok() {
+            metrics::counter!(crate::metrics::HASHED_BYTES).increment(head.size);
+        }
         // The body was checked against the size its headers gave.
         let hashed = hashed?;
         ContentHash::parse(&hashed.sha256_hex)
@@ -423,6 +461,28 @@ impl Pipeline {
         tasks::set_progress(&self.pool, task_id, &progress).await?;
         Ok(())
     }
+}
+
+/// The upload a started job confirms, and its namespace; an error when the job no longer
+/// applies to them, which no retry changes.
+fn check_started(
+    job: &ConfirmJob,
+    started: finish::Started,
+) -> Result<(UploadRow, NamespaceRow), ApiError> {
+    let upload = started
+        .upload
+        .ok_or_else(|| ApiError::not_found("upload"))?;
+    if upload.status != UploadStatus::Processing.as_str()
+        || upload.task_id.as_deref() != Some(&job.task_id)
+    {
+        return Err(ApiError::bad_request(
+            "the upload no longer awaits this confirmation",
+        ));
+    }
+    let namespace = started
+        .namespace
+        .ok_or_else(|| ApiError::not_found("namespace"))?;
+    Ok((upload, namespace))
 }
 
 /// Steps 2–3: the ETag and size the client gave must be S3's.

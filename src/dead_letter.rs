@@ -102,6 +102,11 @@ pub async fn run(
         .await
         {
             Ok(l) if l.requeued > 0 || l.failed > 0 => {
+                if l.failed > 0 {
+                    metrics::counter!(crate::metrics::DEAD_LETTERED, "reason" => "lease_lapsed")
+                        .increment(l.failed as u64);
+                    crate::metrics::confirmations("failed", "lease_lapsed", l.failed as u64);
+                }
                 tracing::warn!(
                     requeued = l.requeued,
                     failed = l.failed,
@@ -167,7 +172,12 @@ async fn sweep_channel(
                 sweep.left += 1;
                 continue;
             }
-            DeadOutcome::Failed => sweep.failed += 1,
+            DeadOutcome::Failed => {
+                sweep.failed += 1;
+                metrics::counter!(crate::metrics::DEAD_LETTERED, "reason" => reason.clone())
+                    .increment(1);
+                crate::metrics::confirmations("failed", "dead_lettered", 1);
+            }
             DeadOutcome::AlreadyEnded => sweep.dropped += 1,
         }
         delivery.ack(BasicAckOptions::default()).await?;

@@ -126,15 +126,28 @@ async fn readyz(State(health): State<Health>) -> Response {
         .into_response()
 }
 
-/// `/healthz` and `/readyz`, to merge into a router.
+/// `/healthz`, `/readyz` and `/metrics`, to merge into a router.
 pub fn routes<S>(health: Health) -> Router<S> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .with_state(health)
 }
 
-/// Serves only `/healthz` and `/readyz` (a worker process) until `shutdown`.
+/// The process's series in Prometheus text format.
+async fn metrics_text() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+/// Serves only `/healthz`, `/readyz` and `/metrics` (a worker process) until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
     health: Health,

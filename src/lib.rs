@@ -12,6 +12,7 @@ pub mod dead_letter;
 pub mod dev;
 pub mod domain;
 pub mod health;
+pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod relay;

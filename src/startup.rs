@@ -63,6 +63,8 @@ pub fn s3_settings(cfg: &S3Config) -> S3Settings {
 /// Connects to PostgreSQL, S3 and RabbitMQ, declares the topology, and spawns the components.
 /// The database must be migrated already (`upconfirm migrate`).
 pub async fn start(config: Config, components: Components) -> anyhow::Result<Service> {
+    // Record from the first event on, not from the first scrape.
+    crate::metrics::handle();
     let pool = store::connect(&config.database).await?;
     let blob = BlobStore::connect(&s3_settings(&config.s3)).await?;
     if let Err(err) = blob.ensure_bucket().await {
@@ -136,6 +138,11 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             pool.clone(),
             blob.clone(),
             config.sweep.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(sweep::fold_usage(
+            pool.clone(),
+            config.worker.usage_fold_interval(),
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(worker::run(

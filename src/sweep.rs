@@ -2,6 +2,8 @@
 //! (when configured) their orphaned objects deleted. Any number of workers may run it: each
 //! round locks the rows it takes and skips those another sweeper holds.
 
+use std::time::Duration;
+
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -22,10 +24,7 @@ pub struct SweepReport {
     pub deferred: u64,
 }
 
-/// Usage ledger rows folded into their namespaces per round, at most.
-const USAGE_FOLD_LIMIT: i64 = 100_000;
-
-/// Sweeps every interval until `shutdown`: folds the usage ledger, then fails expired uploads.
+/// Sweeps every interval until `shutdown`, failing expired uploads.
 pub async fn run(pool: PgPool, blob: BlobStore, cfg: SweepConfig, shutdown: CancellationToken) {
     let Some(interval) = cfg.interval() else {
         return;
@@ -34,11 +33,6 @@ pub async fn run(pool: PgPool, blob: BlobStore, cfg: SweepConfig, shutdown: Canc
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
-        }
-        match crate::store::tenancy::fold_usage(&pool, USAGE_FOLD_LIMIT).await {
-            Ok(0) => {}
-            Ok(moved) => tracing::debug!(moved, "usage ledger folded"),
-            Err(err) => tracing::warn!(error = %err, "usage fold failed; will retry"),
         }
         loop {
             match sweep_once(&pool, &blob, &cfg).await {
@@ -104,4 +98,26 @@ pub async fn sweep_once(
     report.expired = uploads::mark_expired(&mut tx, &expire).await?;
     tx.commit().await?;
     Ok(report)
+}
+
+/// Usage ledger rows folded into their namespaces per round, at most.
+const USAGE_FOLD_LIMIT: i64 = 100_000;
+
+/// Folds the usage ledger every `interval` until `shutdown`, so that it stays short: quota
+/// checks sum what is left of it. Workers may all run this; rows are taken with SKIP LOCKED.
+pub async fn fold_usage(pool: PgPool, interval: Option<Duration>, shutdown: CancellationToken) {
+    let Some(interval) = interval else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match crate::store::tenancy::fold_usage(&pool, USAGE_FOLD_LIMIT).await {
+            Ok(0) => {}
+            Ok(moved) => tracing::debug!(moved, "usage ledger folded"),
+            Err(err) => tracing::warn!(error = %err, "usage fold failed; will retry"),
+        }
+    }
 }

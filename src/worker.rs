@@ -1,6 +1,6 @@
 //! The worker: consumes confirmation jobs, runs the pipeline, acks only after it committed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use backoff::backoff::Backoff;
@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::confirm::{Pipeline, Ran};
 use crate::health::Connected;
+use crate::metrics;
 use crate::queue::{self, ConfirmJob, Topology};
 
 /// How one worker process consumes.
@@ -142,6 +143,11 @@ fn reconnect_policy() -> ExponentialBackoff {
 }
 
 async fn handle(pipeline: Pipeline, delivery: Delivery) {
+    let _in_flight = metrics::InFlight::enter();
+    let began = Instant::now();
+    if delivery.redelivered {
+        ::metrics::counter!(metrics::REDELIVERIES).increment(1);
+    }
     let job: ConfirmJob = match serde_json::from_slice(&delivery.data) {
         Ok(job) => job,
         Err(err) => {
@@ -169,6 +175,13 @@ async fn handle(pipeline: Pipeline, delivery: Delivery) {
                 run.await
             }
         };
+        let ran = match &result {
+            Ok(Ran::Done) => "done",
+            Ok(Ran::UnknownTask) => "unknown_task",
+            Err(_) => "handed_back",
+        };
+        ::metrics::histogram!(metrics::JOB_SECONDS, "outcome" => ran)
+            .record(began.elapsed().as_secs_f64());
         if settled {
             if let Err(err) = result {
                 tracing::warn!(error = %err, "leased job interrupted; its lease will put it back");

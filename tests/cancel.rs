@@ -7,23 +7,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use upconfirm::startup::Components;
-
-fn api_only() -> Components {
-    Components {
-        api: true,
-        worker: false,
-        relay: true,
-    }
-}
-
-fn worker_only() -> Components {
-    Components {
-        api: false,
-        worker: true,
-        relay: false,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canceling_uploads() {
@@ -112,7 +95,7 @@ async fn canceling_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canceled_tasks_job_changes_nothing_when_it_runs() {
-    let app = TestApp::spawn_components(api_only(), |_| {}).await;
+    let app = TestApp::spawn_components(API_ONLY, |_| {}).await;
     let bucket = bucket_name("tcancel");
     let bucket_id = str_field(&app.create_bucket(&bucket).await, "bucket_id").to_string();
 
@@ -188,7 +171,7 @@ async fn a_canceled_tasks_job_changes_nothing_when_it_runs() {
     assert_error(status, &body, 404, "NotFoundError");
 
     // Now a worker takes the four jobs, runs them, and drains.
-    let worker = app.start_more(worker_only()).await;
+    let worker = app.start_more(WORKER_ONLY).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while app.confirm_queue_depth().await > 0 {
         assert!(
@@ -214,7 +197,7 @@ async fn a_canceled_tasks_job_changes_nothing_when_it_runs() {
     assert_eq!(app.count_objects_in_bucket(&bucket_id).await, 0);
 
     // A completed task cannot be canceled.
-    let worker = app.start_more(worker_only()).await;
+    let worker = app.start_more(WORKER_ONLY).await;
     let (status, body) = app.confirm(&bucket, &single, "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "COMPLETED");
@@ -227,7 +210,7 @@ async fn a_canceled_tasks_job_changes_nothing_when_it_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_returns_when_the_task_ends() {
-    let app = TestApp::spawn_components(api_only(), |_| {}).await;
+    let app = TestApp::spawn_components(API_ONLY, |_| {}).await;
     let bucket = bucket_name("lpoll");
     app.create_bucket(&bucket).await;
     let (id, _) = app
@@ -274,7 +257,7 @@ async fn long_poll_returns_when_the_task_ends() {
         "the poll waits while the task is queued"
     );
     let worker_started = Instant::now();
-    let worker = app.start_more(worker_only()).await;
+    let worker = app.start_more(WORKER_ONLY).await;
     let ((status, body), waited) = poll.await.unwrap();
     let after_worker = worker_started.elapsed();
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -19,8 +19,7 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgPool};
 use tokio::time::Instant;
 
-use common::{random_bytes, TestApp, WorkerProcess, PG_SERVER};
-use upconfirm::startup::Components;
+use common::{random_bytes, TestApp, WorkerProcess, API_ONLY, PG_SERVER};
 
 /// One scenario at a time: they break shared things (the broker's connections, sessions).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -30,12 +29,6 @@ const UPLOADS: usize = 2000;
 const DUPLICATES: i64 = (UPLOADS / 10) as i64;
 const WORKERS: usize = 3;
 const CONFIRM_CONCURRENCY: usize = 16;
-
-const API_AND_RELAY: Components = Components {
-    api: true,
-    worker: false,
-    relay: true,
-};
 
 /// What one scenario left behind, as its figures line prints it.
 #[derive(Debug, Default)]
@@ -64,7 +57,7 @@ fn worker_env() -> Vec<(&'static str, &'static str)> {
 
 impl Run {
     async fn start(tag: &str) -> Run {
-        let app = TestApp::spawn_components(API_AND_RELAY, |c| {
+        let app = TestApp::spawn_components(API_ONLY, |c| {
             c.database.database_max_connections = 24;
             c.worker.worker_concurrency = 8;
             c.worker.retry_budget_ms = 60_000;

@@ -48,12 +48,14 @@ const SNAPSHOT_SQL: &str = "SELECT json_build_object(
     'batches', (SELECT count(*) FROM batches),
     'batch_confirm_items', (SELECT count(*) FROM batch_confirm_items),
     'bucket_contents', (SELECT count(*) FROM bucket_contents),
-    'namespace_usage', (SELECT count(*) FROM namespace_usage),
     'uploads_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM uploads),
     'tasks_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM tasks),
     'buckets_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM buckets),
     'batches_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM batches),
-    'storage_used_bytes', (SELECT coalesce(json_object_agg(id, storage_used_bytes), '{}'::json)
+    -- Folded usage plus the ledger: the total, whenever a worker folds the ledger.
+    'storage_used_bytes', (SELECT coalesce(json_object_agg(id, storage_used_bytes
+                               + (SELECT coalesce(sum(bytes), 0) FROM namespace_usage u
+                                  WHERE u.namespace_id = namespaces.id)), '{}'::json)
                            FROM namespaces)
 )::text";
 

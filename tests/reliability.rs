@@ -9,20 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use common::{random_bytes, str_field, TestApp};
-use upconfirm::startup::Components;
-
-const API_ONLY: Components = Components {
-    api: true,
-    worker: false,
-    relay: true,
-};
-
-const WORKER_ONLY: Components = Components {
-    api: false,
-    worker: true,
-    relay: false,
-};
+use common::{random_bytes, str_field, wait_for, TestApp, API_ONLY, WORKER_ONLY};
 
 async fn task_row(app: &TestApp, task_id: &str) -> (String, Option<String>, i32) {
     sqlx::query_as("SELECT status, error, attempts FROM tasks WHERE id = $1")
@@ -30,21 +17,6 @@ async fn task_row(app: &TestApp, task_id: &str) -> (String, Option<String>, i32)
         .fetch_one(&app.pool)
         .await
         .unwrap()
-}
-
-async fn wait_for<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

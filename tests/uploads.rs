@@ -298,7 +298,8 @@ async fn uploads_to_an_unknown_bucket_are_not_found() {
 /// counts both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_ledger_is_folded_and_counted_by_a_later_quota() {
-    let app = TestApp::spawn().await;
+    // Folded by hand below, one step at a time.
+    let app = TestApp::spawn_with(|c| c.worker.usage_fold_interval_ms = 0).await;
     let bucket = bucket_name("ledger");
     app.create_bucket(&bucket).await;
     for (name, size) in [("a.bin", 1_000), ("b.bin", 2_000)] {
@@ -386,4 +387,42 @@ async fn usage_ledger_is_folded_and_counted_by_a_later_quota() {
     );
     assert_eq!(app.storage_used().await, 3_400);
     app.stop().await;
+}
+#[tokio::test]
+async fn workers_fold_the_usage_ledger_on_their_own() {
+    let app = TestApp::spawn_with(|c| c.worker.usage_fold_interval_ms = 100).await;
+    let bucket = bucket_name("fold");
+    app.create_bucket(&bucket).await;
+    let (id, _) = app
+        .upload_file(
+            &bucket,
+            "a.bin",
+            "application/octet-stream",
+            &random_bytes(1_234),
+            json!({}),
+        )
+        .await;
+    let (status, body) = app.confirm(&bucket, &id, "", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (folded, ledger): (i64, i64) = sqlx::query_as(
+            "SELECT storage_used_bytes, (SELECT count(*) FROM namespace_usage WHERE namespace_id = $1)
+             FROM namespaces WHERE id = $1",
+        )
+        .bind(&app.namespace_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if ledger == 0 {
+            assert_eq!(folded, 1_234);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ledger still holds {ledger} row(s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.storage_used().await, 1_234);
 }

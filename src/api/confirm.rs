@@ -1,5 +1,6 @@
 //! `POST /v1/buckets/{b}/uploads/{upload_id}/confirm`: accept, publish, and (sync) wait.
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -189,14 +190,48 @@ pub async fn confirm(
     StrictQuery(query): StrictQuery<ConfirmQuery>,
     OptionalJson(body): OptionalJson<ConfirmBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
-    let mut upload = uploads::resolve(&state, &bucket, &upload_id).await?;
+    let began = Instant::now();
+    let mut run_async = query.run_async;
+    let answer = confirm_upload(
+        &state,
+        &tenant,
+        &bucket_ident,
+        &upload_id,
+        body,
+        &mut run_async,
+    )
+    .await;
+    let status = match &answer {
+        Ok(_) => StatusCode::OK,
+        Err(err) => err.status(),
+    };
+    metrics::histogram!(
+        crate::metrics::CONFIRM_SECONDS,
+        "mode" => if run_async { "async" } else { "sync" },
+        "status" => status.as_str().to_owned()
+    )
+    .record(began.elapsed().as_secs_f64());
+    answer
+}
+
+/// The confirm route's work; `run_async` ends up saying which way it was answered.
+async fn confirm_upload(
+    state: &AppState,
+    tenant: &Tenant,
+    bucket_ident: &str,
+    upload_id: &str,
+    body: ConfirmBody,
+    run_async: &mut bool,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = buckets::resolve(state, tenant, bucket_ident).await?;
+    let mut upload = uploads::resolve(state, &bucket, upload_id).await?;
     let options = options_from(body)?;
-    let run_async = confirm_is_async(
-        query.run_async,
+    *run_async = confirm_is_async(
+        *run_async,
         options.file_size_bytes.or(upload.file_size_bytes),
         state.settings.async_threshold_bytes,
     );
+    let run_async = *run_async;
 
     // A concurrent confirm may move the upload between our read and our write: re-decide then.
     for _ in 0..3 {
@@ -215,7 +250,7 @@ pub async fn confirm(
                 ))
             })?,
             Some(UploadStatus::Pending | UploadStatus::Failed) => {
-                match start(&state, &tenant, &upload, &options).await? {
+                match start(state, tenant, &upload, &options).await? {
                     ConfirmStart::Started { task_id, .. } => task_id,
                     ConfirmStart::NotStarted(current) => {
                         upload = *current;
@@ -231,10 +266,11 @@ pub async fn confirm(
                 )))
             }
         };
+        tracing::Span::current().record("task_id", task_id.as_str());
         if run_async {
             return Ok(async_answer(&upload.id, &task_id));
         }
-        return wait_for_result(&state, &upload.id, &task_id).await;
+        return wait_for_result(state, &upload.id, &task_id).await;
     }
     Err(ApiError::Unavailable(
         "the upload is changing too fast; retry".into(),

@@ -104,9 +104,28 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Each request's span: method and path, and the upload and task it concerns, so that every
+/// log line of it can be found by either id. A confirm records the task it started.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let path = request.uri().path();
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path,
+        upload_id = tracing::field::Empty,
+        task_id = tracing::field::Empty,
+    );
+    for (field, prefix) in [("upload_id", "upl_"), ("task_id", "task_")] {
+        if let Some(id) = path.split('/').find(|segment| segment.starts_with(prefix)) {
+            span.record(field, id);
+        }
+    }
+    span
 }
 
 /// Serves the API on `listener` until `shutdown`.

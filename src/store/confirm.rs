@@ -1,15 +1,96 @@
 //! The end of a confirmation: every effect in one transaction, or none.
 
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, PgPool, Row};
 
 use super::batch_confirm;
 use super::batches;
 pub use super::batches::BatchDestination;
-use super::models::UploadRow;
-use super::tenancy::USED;
+use super::models::{NamespaceRow, UploadRow};
+use super::tenancy::{NAMESPACE_COLUMNS, USED};
 use super::uploads::UPLOAD_COLUMNS;
 use crate::domain::{new_id, IdKind, TaskStatus};
+
+/// What a worker finds when it starts a job.
+#[derive(Debug)]
+pub enum Start {
+    /// The task is now `IN_PROGRESS`, this attempt counted.
+    Started(Box<Started>),
+    /// The task ended already (a redelivery, a cancel): nothing to do.
+    Terminal,
+    /// No such task: the message names nothing this service accepted.
+    Unknown,
+}
+
+/// A started job and what its run reads: the task's inputs, the upload and its namespace.
+#[derive(Debug)]
+pub struct Started {
+    pub inputs: Value,
+    pub upload: Option<UploadRow>,
+    pub namespace: Option<NamespaceRow>,
+}
+
+/// Marks the task `IN_PROGRESS` when a worker may (re)start it, counting the attempt, and
+/// reads the upload and its namespace in the same round trip.
+pub async fn start(pool: &PgPool, task_id: &str, upload_id: &str) -> sqlx::Result<Start> {
+    let row: Option<PgRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH started AS (
+            UPDATE tasks SET status = 'IN_PROGRESS', attempts = attempts + 1, updated_at = now()
+            WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')
+            RETURNING inputs
+         ), upload AS (
+            SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $2
+         )
+         SELECT started.inputs AS task_inputs, upload.*, ns.id AS ns_id,
+            ns.organization_id AS ns_organization_id, ns.name AS ns_name,
+            ns.max_file_size_bytes AS ns_max_file_size_bytes,
+            ns.storage_quota_bytes AS ns_storage_quota_bytes,
+            ns.storage_used_bytes AS ns_storage_used_bytes
+         FROM started
+         LEFT JOIN upload ON true
+         LEFT JOIN LATERAL (
+            SELECT {NAMESPACE_COLUMNS} FROM namespaces WHERE namespaces.id = upload.namespace_id
+         ) ns ON true"
+    )))
+    .bind(task_id)
+    .bind(upload_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)")
+            .bind(task_id)
+            .fetch_one(pool)
+            .await?;
+        return Ok(if exists {
+            Start::Terminal
+        } else {
+            Start::Unknown
+        });
+    };
+    let upload = match row.try_get::<Option<String>, _>("id")? {
+        Some(_) => Some(UploadRow::from_row(&row)?),
+        None => None,
+    };
+    let namespace = match row.try_get::<Option<String>, _>("ns_id")? {
+        Some(id) => Some(NamespaceRow {
+            id,
+            organization_id: row.try_get("ns_organization_id")?,
+            name: row.try_get("ns_name")?,
+            max_file_size_bytes: row.try_get("ns_max_file_size_bytes")?,
+            storage_quota_bytes: row.try_get("ns_storage_quota_bytes")?,
+            storage_used_bytes: row.try_get("ns_storage_used_bytes")?,
+        }),
+        None => None,
+    };
+    Ok(Start::Started(Box::new(Started {
+        inputs: row
+            .try_get::<Option<Value>, _>("task_inputs")?
+            .unwrap_or(Value::Null),
+        upload,
+        namespace,
+    })))
+}
 
 /// What the worker established about the object.
 #[derive(Debug, Clone)]
@@ -46,16 +127,6 @@ pub async fn complete(
     let Some(upload) = lock_processing(&mut tx, task_id, upload_id).await? else {
         return Ok(Finish::Stale);
     };
-    let Some(organization_id): Option<String> = sqlx::query_scalar(
-        "SELECT organization_id FROM tasks WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED') FOR UPDATE",
-    )
-    .bind(task_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Ok(Finish::Stale);
-    };
-
     let new_object_id = upload
         .create_object_on_confirm
         .then(|| new_id(IdKind::Object));
@@ -94,6 +165,9 @@ pub async fn complete(
         (None, Some(object_id)) => {
             insert_object(&mut tx, &upload, &object_id, verified).await?;
             let batch = if auto_submit_batch {
+                let Some(organization_id) = lock_running_task(&mut tx, task_id).await? else {
+                    return Ok(Finish::Stale);
+                };
                 Some(submit_batch(&mut tx, &upload, &organization_id, &object_id, batches).await?)
             } else {
                 None
@@ -128,14 +202,20 @@ pub async fn complete(
     .fetch_one(&mut *tx)
     .await?;
 
-    finish_task(
+    // The task's row lock is taken here, after the upload's, as cancels take them; a task
+    // ended meanwhile (a cancel, a dead letter) leaves everything as it was.
+    if !finish_task(
         &mut tx,
         task_id,
         TaskStatus::Completed,
         None,
         &outputs(&completed),
     )
-    .await?;
+    .await?
+    {
+        tx.rollback().await?;
+        return Ok(Finish::Stale);
+    }
     // Usage grows last: with a quota, every confirmation of the namespace waits on its row's
     // lock, so it is held for one statement and the commit, not the whole transaction.
     if let Some(size) = stored {
@@ -181,8 +261,12 @@ pub async fn finish_task(
     error: Option<&str>,
     outputs: &Value,
 ) -> sqlx::Result<bool> {
-    if !end_task(conn, task_id, status, error, outputs).await? {
+    let ended = end_task_for_parents(conn, task_id, status, error, outputs).await?;
+    let Some(has_parents) = ended else {
         return Ok(false);
+    };
+    if !has_parents {
+        return Ok(true);
     }
     let result = batch_confirm::item_result(status, error, outputs);
     for parent in batch_confirm::settle(conn, task_id, &result).await? {
@@ -199,13 +283,29 @@ pub async fn end_task(
     error: Option<&str>,
     outputs: &Value,
 ) -> sqlx::Result<bool> {
-    // One round trip: the update, and the notice its waiters get at commit.
-    let ended: i64 = sqlx::query_scalar(
+    Ok(end_task_for_parents(conn, task_id, status, error, outputs)
+        .await?
+        .is_some())
+}
+
+/// Ends a task as [`end_task`] does; when it ended now, whether batch confirmations await
+/// its result.
+async fn end_task_for_parents(
+    conn: &mut PgConnection,
+    task_id: &str,
+    status: TaskStatus,
+    error: Option<&str>,
+    outputs: &Value,
+) -> sqlx::Result<Option<bool>> {
+    // One round trip: the update, the notice its waiters get at commit, and its parents.
+    let (ended, has_parents): (i64, bool) = sqlx::query_as(
         "WITH ended AS (
             UPDATE tasks SET status = $2, error = $3, outputs = $4, lease_until = NULL, updated_at = now()
             WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED') RETURNING 1
          ), told AS (SELECT pg_notify($5, $1))
-         SELECT (SELECT count(*) FROM ended) FROM told",
+         SELECT (SELECT count(*) FROM ended),
+            EXISTS (SELECT 1 FROM batch_confirm_items WHERE child_task_id = $1 AND result IS NULL)
+         FROM told",
     )
     .bind(task_id)
     .bind(status.as_str())
@@ -214,7 +314,18 @@ pub async fn end_task(
     .bind(super::TASK_EVENTS_CHANNEL)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(ended == 1)
+    Ok((ended == 1).then_some(has_parents))
+}
+
+/// Locks a task still running and reads its organization; `None` once it has ended.
+async fn lock_running_task(conn: &mut PgConnection, task_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT organization_id FROM tasks
+         WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED') FOR UPDATE",
+    )
+    .bind(task_id)
+    .fetch_optional(conn)
+    .await
 }
 
 async fn lock_processing(

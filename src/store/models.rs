@@ -10,6 +10,8 @@ pub struct NamespaceRow {
     pub name: String,
     pub max_file_size_bytes: Option<i64>,
     pub storage_quota_bytes: Option<i64>,
+    /// Exact under a quota; without one, only the usage folded from the ledger so far
+    /// (`tenancy::storage_used` gives the exact figure).
     pub storage_used_bytes: i64,
 }
 

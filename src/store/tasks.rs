@@ -106,41 +106,6 @@ pub async fn find_for_organization(
     .await
 }
 
-/// What a worker finds when it starts a job.
-#[derive(Debug)]
-pub enum Start {
-    /// The task is now `IN_PROGRESS`, this attempt counted.
-    Started(Box<TaskRow>),
-    /// The task ended already (a redelivery, a cancel): nothing to do.
-    Terminal,
-    /// No such task: the message names nothing this service accepted.
-    Unknown,
-}
-
-/// Marks the task `IN_PROGRESS` when a worker may (re)start it, counting the attempt.
-pub async fn start(pool: &PgPool, task_id: &str) -> sqlx::Result<Start> {
-    let started: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE tasks SET status = 'IN_PROGRESS', attempts = attempts + 1, updated_at = now()
-         WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')
-         RETURNING {TASK_COLUMNS}"
-    )))
-    .bind(task_id)
-    .fetch_optional(pool)
-    .await?;
-    if let Some(task) = started {
-        return Ok(Start::Started(Box::new(task)));
-    }
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)")
-        .bind(task_id)
-        .fetch_one(pool)
-        .await?;
-    Ok(if exists {
-        Start::Terminal
-    } else {
-        Start::Unknown
-    })
-}
-
 /// Holds a running task for `lease` more: the job's message is settled with the broker,
 /// and until the lease lapses no one puts the job back on the queue. False when the task
 /// is no longer running.

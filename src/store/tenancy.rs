@@ -16,7 +16,21 @@ pub async fn organization_for_key(pool: &PgPool, key_hash: &str) -> sqlx::Result
 }
 
 /// A namespace's usage in SQL: its folded bytes plus what the ledger holds for it.
-pub(super) const USED: &str = "(storage_used_bytes + coalesce((SELECT sum(u.bytes) FROM namespace_usage u WHERE u.namespace_id = namespaces.id), 0))::bigint";
+macro_rules! used_sql {
+    () => {
+        "(storage_used_bytes + coalesce((SELECT sum(u.bytes) FROM namespace_usage u WHERE u.namespace_id = namespaces.id), 0))::bigint"
+    };
+}
+pub(super) const USED: &str = used_sql!();
+
+/// A namespace row as quota checks read it. The ledger is summed only under a quota: without
+/// one nothing limits usage, and `storage_used_bytes` holds only what was folded so far.
+pub(super) const NAMESPACE_COLUMNS: &str = concat!(
+    "id, organization_id, name, max_file_size_bytes, storage_quota_bytes, ",
+    "CASE WHEN storage_quota_bytes IS NULL THEN storage_used_bytes ELSE ",
+    used_sql!(),
+    " END AS storage_used_bytes"
+);
 
 /// Moves ledger rows into their namespaces' `storage_used_bytes`, at most `limit` of them, in
 /// one statement (so a reader sees each byte counted once, before or after); how many moved.
@@ -47,7 +61,7 @@ pub async fn find_namespace(
     ident: &str,
 ) -> sqlx::Result<Option<NamespaceRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, organization_id, name, max_file_size_bytes, storage_quota_bytes, {USED} AS storage_used_bytes
+        "SELECT {NAMESPACE_COLUMNS}
          FROM namespaces WHERE organization_id = $1 AND (id = $2 OR name = $2)
          ORDER BY (id = $2) DESC LIMIT 1"
     )))
@@ -168,10 +182,10 @@ pub async fn find_bucket(
     .await
 }
 
-pub async fn find_namespace_by_id(pool: &PgPool, id: &str) -> sqlx::Result<Option<NamespaceRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, organization_id, name, max_file_size_bytes, storage_quota_bytes, {USED} AS storage_used_bytes
-         FROM namespaces WHERE id = $1"
+/// Bytes the namespace stores, exactly: folded usage plus the ledger, quota or not.
+pub async fn storage_used(pool: &PgPool, id: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {USED} FROM namespaces WHERE id = $1"
     )))
     .bind(id)
     .fetch_optional(pool)

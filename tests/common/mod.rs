@@ -26,6 +26,20 @@ pub const S3_ACCESS_KEY: &str = "upconfirm-test-access";
 pub const S3_SECRET_KEY: &str = "upconfirm-test-secret-key-0123456789";
 
 /// Terminal task (and upload) statuses of the contract.
+/// The API and its outbox relay, no worker: jobs wait in the queue until one is started.
+pub const API_ONLY: Components = Components {
+    api: true,
+    worker: false,
+    relay: true,
+};
+
+/// Only a worker (with its dead-letter and sweep duties).
+pub const WORKER_ONLY: Components = Components {
+    api: false,
+    worker: true,
+    relay: false,
+};
+
 pub const TERMINAL: &[&str] = &["COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"];
 
 /// Another organization with its own namespace and key, to probe tenant isolation.
@@ -381,6 +395,18 @@ impl TestApp {
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
 
+    /// `upconfirm <role>` with this app's settings and nothing else in its environment,
+    /// killed when dropped.
+    pub fn command(&self, role: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upconfirm"));
+        cmd.arg(role)
+            .env_clear()
+            .envs(self.worker_env())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
     /// Starts `upconfirm worker` as a child process (its log goes to the test's folder);
     /// `extra` overrides the environment.
     pub fn spawn_worker_process(&self, extra: &[(&str, &str)]) -> WorkerProcess {
@@ -390,15 +416,10 @@ impl TestApp {
             .append(true)
             .open(self.temp_dir.join("workers.log"))
             .expect("open the workers' log");
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upconfirm"));
-        cmd.arg("worker")
-            .env_clear()
-            .envs(self.worker_env())
-            .env("HEALTH_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .stdin(std::process::Stdio::null())
+        let mut cmd = self.command("worker");
+        cmd.env("HEALTH_LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true);
+            .stderr(log);
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -703,12 +724,11 @@ impl TestApp {
     }
 
     pub async fn storage_used(&self) -> i64 {
-        // As the quota sees it: the namespace row plus its usage ledger.
-        upconfirm::store::tenancy::find_namespace_by_id(&self.pool, &self.namespace_id)
+        // The namespace row plus its usage ledger.
+        upconfirm::store::tenancy::storage_used(&self.pool, &self.namespace_id)
             .await
             .expect("storage used of namespace")
             .expect("the test namespace exists")
-            .storage_used_bytes
     }
 
     /// Waits (up to ~10 s) until every accepted job has been handed to the broker.
@@ -874,4 +894,20 @@ pub fn str_field<'a>(body: &'a Value, key: &str) -> &'a str {
     body[key]
         .as_str()
         .unwrap_or_else(|| panic!("string field `{key}` in {body}"))
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after `within`.
+pub async fn wait_for<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
