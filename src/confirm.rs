@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use backoff::ExponentialBackoff;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::api::error::ApiError;
 use crate::api::uploads::check_quota;
@@ -14,7 +14,9 @@ use crate::blob::{BlobError, BlobStore, ObjectHead, OpenObject};
 use crate::config::HashPolicy;
 use crate::domain::{etags_match, unquote_etag, ContentHash, TaskStatus, UploadStatus};
 use crate::queue::ConfirmJob;
-use crate::store::confirm::{self as finish, BatchDestination, Finish, Verified};
+use crate::store::confirm::{
+    self as finish, BatchDestination, Completion, Finish, Grouped, Verified,
+};
 use crate::store::{tasks, NamespaceRow, UploadRow};
 
 /// The answer to a completed confirmation (`ConfirmUploadResponse`), also the task's outputs.
@@ -127,6 +129,70 @@ pub enum Ran {
     UnknownTask,
 }
 
+/// Completions ready at once that one transaction finishes together, at most.
+const MAX_GROUP: usize = 64;
+
+/// A completion waiting for its group, and where its result goes: `None` when it must be
+/// finished alone.
+type Pending = (Completion, oneshot::Sender<Result<Option<Finish>, String>>);
+
+/// Finishes a worker process's plain confirmations in groups: whatever completions are ready
+/// when the previous group commits form the next one, so under load they share their
+/// statements and their commit, and alone one waits for nothing.
+#[derive(Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Committer {
+    /// Starts the committer; it stops once every clone of it is dropped.
+    pub fn spawn(pool: PgPool) -> Self {
+        let (queue, mut ready) = mpsc::channel::<Pending>(4 * MAX_GROUP);
+        tokio::spawn(async move {
+            let mut group = Vec::with_capacity(MAX_GROUP);
+            while ready.recv_many(&mut group, MAX_GROUP).await > 0 {
+                let completions: Vec<Completion> = group.iter().map(|(c, _)| c.clone()).collect();
+                let finished = finish::complete_many(&pool, &completions, confirm_result).await;
+                match finished {
+                    Ok(Grouped::Done(finishes)) => {
+                        for ((_, reply), finish) in group.drain(..).zip(finishes) {
+                            let _ = reply.send(Ok(Some(finish)));
+                        }
+                    }
+                    Err(e) if group.len() == 1 => {
+                        let error = format!("database: {e}");
+                        for (_, reply) in group.drain(..) {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                    // A group under a quota, or one that failed, is finished one by one, so
+                    // that a completion the database refuses holds up no other.
+                    Ok(Grouped::OneByOne) | Err(_) => {
+                        for (_, reply) in group.drain(..) {
+                            let _ = reply.send(Ok(None));
+                        }
+                    }
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Finishes one completion with the next group; `None` when it must be finished alone.
+    async fn complete(&self, completion: Completion) -> Result<Option<Finish>, StepError> {
+        let (reply, result) = oneshot::channel();
+        let gone = || StepError::Transient("the committer stopped".into());
+        self.queue
+            .send((completion, reply))
+            .await
+            .map_err(|_| gone())?;
+        result
+            .await
+            .map_err(|_| gone())?
+            .map_err(StepError::Transient)
+    }
+}
+
 /// Everything a worker needs to run confirmations.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -139,6 +205,7 @@ pub struct Pipeline {
     /// Objects from this size are held by a renewed lease in the database while hashed.
     pub lease_from_bytes: i64,
     pub lease: Duration,
+    pub committer: Committer,
 }
 
 /// Renews a task's lease until dropped.
@@ -361,16 +428,32 @@ impl Pipeline {
             size,
             etag: unquote_etag(&head.etag).to_owned(),
         };
-        let finished = finish::complete(
-            &self.pool,
-            &job.task_id,
-            &upload.id,
-            &verified,
-            options.auto_submit_batch,
-            &self.batches,
-            confirm_result,
-        )
-        .await?;
+        // A batch submission or a quota is decided per confirmation; the rest go in groups.
+        let grouped = if options.auto_submit_batch || namespace.storage_quota_bytes.is_some() {
+            None
+        } else {
+            let completion = Completion {
+                task_id: job.task_id.clone(),
+                upload_id: upload.id.clone(),
+                verified: verified.clone(),
+            };
+            self.committer.complete(completion).await?
+        };
+        let finished = match grouped {
+            Some(finished) => finished,
+            None => {
+                finish::complete(
+                    &self.pool,
+                    &job.task_id,
+                    &upload.id,
+                    &verified,
+                    options.auto_submit_batch,
+                    &self.batches,
+                    confirm_result,
+                )
+                .await?
+            }
+        };
         match finished {
             // Why it completed, as the confirmations series counts it.
             Finish::Completed(upload) => Ok(Some(if upload.is_duplicate {

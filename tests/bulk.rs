@@ -14,14 +14,6 @@ async fn batch_create(app: &TestApp, bucket: &str, body: Value) -> (StatusCode, 
     .await
 }
 
-async fn batch_confirm(app: &TestApp, bucket: &str, items: Value) -> (StatusCode, Value) {
-    send(
-        app.post(&format!("/v1/buckets/{bucket}/uploads/confirm/batch"))
-            .json(&json!({ "confirmations": items })),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_create_merges_shared_metadata_and_keeps_order() {
     let app = TestApp::spawn().await;
@@ -216,7 +208,7 @@ async fn batch_confirm_of_100_with_failures_and_identical_files() {
         }
     }
 
-    let (status, body) = batch_confirm(&app, &bucket, json!(items)).await;
+    let (status, body) = app.batch_confirm(&bucket, json!(items)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["confirmations_count"], 100);
     assert_eq!(
@@ -265,7 +257,7 @@ async fn batch_confirm_of_100_with_failures_and_identical_files() {
         .filter(|(_, s, _)| *s == "COMPLETED")
         .map(|(id, _, _)| json!({ "upload_id": id }))
         .collect();
-    let (status, again) = batch_confirm(&app, &bucket, json!(ok_items)).await;
+    let (status, again) = app.batch_confirm(&bucket, json!(ok_items)).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["status"], "COMPLETED", "{again}");
     assert_eq!(again["task"]["outputs"]["completed"], 98);
@@ -300,17 +292,17 @@ async fn batch_confirm_refuses_unknown_ids_and_bad_sizes() {
         .await;
 
     // Unknown ids (and one of another bucket): 404 naming them, nothing enqueued.
-    let (status, body) = batch_confirm(
-        &app,
-        &bucket,
-        json!([
-            {"upload_id": "upl_nope"},
-            {"upload_id": known},
-            {"upload_id": elsewhere},
-            {"upload_id": "upl_nope"}
-        ]),
-    )
-    .await;
+    let (status, body) = app
+        .batch_confirm(
+            &bucket,
+            json!([
+                {"upload_id": "upl_nope"},
+                {"upload_id": known},
+                {"upload_id": elsewhere},
+                {"upload_id": "upl_nope"}
+            ]),
+        )
+        .await;
     assert_error(status, &body, 404, "NotFoundError");
     assert_eq!(
         body["error"]["details"]["upload_ids"],
@@ -334,7 +326,7 @@ async fn batch_confirm_refuses_unknown_ids_and_bad_sizes() {
         json!([{"upload_id": known, "auto_submit_batch": true}]),
         json!([{"etag": "x"}]),
     ] {
-        let (status, body) = batch_confirm(&app, &bucket, items.clone()).await;
+        let (status, body) = app.batch_confirm(&bucket, items.clone()).await;
         assert_error(status, &body, 422, "ValidationError");
     }
     assert_eq!(app.get_upload(&bucket, &known).await["status"], "PENDING");
@@ -354,12 +346,9 @@ async fn batch_confirm_refuses_unknown_ids_and_bad_sizes() {
     assert_error(status, &body, 404, "NotFoundError");
 
     // The same upload twice in one batch: one confirmation, two identical results.
-    let (status, body) = batch_confirm(
-        &app,
-        &bucket,
-        json!([{"upload_id": known}, {"upload_id": known}]),
-    )
-    .await;
+    let (status, body) = app
+        .batch_confirm(&bucket, json!([{"upload_id": known}, {"upload_id": known}]))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let task = app.wait_task(str_field(&body, "task_id")).await;
     assert_eq!(task["status"], "COMPLETED", "{task}");

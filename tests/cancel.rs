@@ -125,11 +125,7 @@ async fn a_canceled_tasks_job_changes_nothing_when_it_runs() {
             .await;
         batch_ids.push(id);
     }
-    let (status, batch) = send(
-        app.post(&format!("/v1/buckets/{bucket}/uploads/confirm/batch"))
-            .json(&json!({"confirmations": batch_ids.iter().map(|id| json!({"upload_id": id})).collect::<Vec<_>>()})),
-    )
-    .await;
+    let (status, batch) = app.batch_confirm_ids(&bucket, &batch_ids).await;
     assert_eq!(status, StatusCode::OK, "{batch}");
     let batch_task = str_field(&batch, "task_id").to_owned();
     app.wait_outbox_empty().await;

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use upconfirm::store::confirm::{self as finish, Completion, Finish, Grouped, Verified};
 
 async fn confirm_ok(app: &TestApp, bucket: &str, id: &str) -> Value {
     let (status, body) = app.confirm(bucket, id, "", None).await;
@@ -203,5 +204,167 @@ async fn create_with_hash_of_a_pending_upload_is_not_a_duplicate() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_ne!(body["upload_id"], json!(first), "{body}");
     assert!(body["presigned_url"].is_string(), "{body}");
+    app.stop().await;
+}
+
+/// Queues async confirmations of `files` with no worker running; returns (upload, task) ids.
+async fn queue_confirms(app: &TestApp, bucket: &str, files: &[Vec<u8>]) -> Vec<(String, String)> {
+    let mut queued = Vec::new();
+    for (i, bytes) in files.iter().enumerate() {
+        let (id, _) = app
+            .upload_file(
+                bucket,
+                &format!("g{i}.bin"),
+                "application/octet-stream",
+                bytes,
+                json!({}),
+            )
+            .await;
+        let (status, accepted) = app.confirm(bucket, &id, "async=true", None).await;
+        assert_eq!(status, StatusCode::OK, "{accepted}");
+        queued.push((id, str_field(&accepted, "task_id").to_owned()));
+    }
+    queued
+}
+
+/// Starts each queued job as a worker would, and what it would have verified.
+async fn started(app: &TestApp, queued: &[(String, String)], files: &[Vec<u8>]) -> Vec<Completion> {
+    let mut group = Vec::new();
+    for ((upload_id, task_id), bytes) in queued.iter().zip(files) {
+        let start = finish::start(&app.pool, task_id, upload_id).await.unwrap();
+        assert!(matches!(start, finish::Start::Started(_)), "{start:?}");
+        group.push(Completion {
+            task_id: task_id.clone(),
+            upload_id: upload_id.clone(),
+            verified: Verified {
+                content_hash: sha256_hex(bytes),
+                size: bytes.len() as i64,
+                etag: "etag".into(),
+            },
+        });
+    }
+    group
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_completions_finishes_as_each_alone_would() {
+    let app = TestApp::spawn_components(API_ONLY, |_| {}).await;
+    let bucket = bucket_name("group");
+    let bucket_id = str_field(&app.create_bucket(&bucket).await, "bucket_id").to_string();
+    let same = random_bytes(700);
+    let files = vec![
+        same.clone(),
+        same.clone(),
+        random_bytes(900),
+        random_bytes(300),
+    ];
+    let queued = queue_confirms(&app, &bucket, &files).await;
+    let group = started(&app, &queued, &files).await;
+    // The last one is canceled after its worker started it; its completion must change nothing.
+    let (status, body) = send(app.delete(&format!("/v1/tasks/{}", queued[3].1))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The first completion twice, as a redelivery running beside the first delivery.
+    let mut twice = group.clone();
+    twice.insert(1, group[0].clone());
+
+    let Grouped::Done(finished) =
+        finish::complete_many(&app.pool, &twice, upconfirm::confirm::confirm_result)
+            .await
+            .unwrap()
+    else {
+        panic!("no quota here: the group is finished as one");
+    };
+    let kinds: Vec<&str> = finished
+        .iter()
+        .map(|f| match f {
+            Finish::Completed(u) if u.is_duplicate => "duplicate",
+            Finish::Completed(_) => "completed",
+            Finish::Stale => "stale",
+            Finish::QuotaExceeded { .. } => "quota",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["completed", "stale", "duplicate", "completed", "stale"]
+    );
+
+    let first = app.get_upload(&bucket, &queued[0].0).await;
+    let second = app.get_upload(&bucket, &queued[1].0).await;
+    assert_eq!(
+        second["duplicate_of_upload_id"],
+        json!(queued[0].0),
+        "{second}"
+    );
+    assert_eq!(second["object_id"], first["object_id"], "{second}");
+    assert!(first["object_id"].is_string(), "{first}");
+    assert_eq!(
+        app.get_upload(&bucket, &queued[3].0).await["status"],
+        "PENDING"
+    );
+    for (i, (_, task)) in queued.iter().enumerate().take(3) {
+        let task = app.wait_task(task).await;
+        assert_eq!(task["status"], "COMPLETED", "{i}: {task}");
+        assert_eq!(task["outputs"]["upload_id"], json!(queued[i].0), "{task}");
+    }
+    assert_eq!(app.count_objects_in_bucket(&bucket_id).await, 2);
+    assert_eq!(
+        app.storage_used().await,
+        (same.len() + files[2].len()) as i64
+    );
+
+    // A batch confirmation waiting on grouped children completes with them.
+    let files = vec![random_bytes(100), random_bytes(200)];
+    let mut ids = Vec::new();
+    for (i, bytes) in files.iter().enumerate() {
+        let (id, _) = app
+            .upload_file(
+                &bucket,
+                &format!("p{i}.bin"),
+                "application/octet-stream",
+                bytes,
+                json!({}),
+            )
+            .await;
+        ids.push(id);
+    }
+    let (status, batch) = app.batch_confirm_ids(&bucket, &ids).await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    let mut children = Vec::new();
+    for id in &ids {
+        let row: (String,) = sqlx::query_as("SELECT task_id FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        children.push((id.clone(), row.0));
+    }
+    let group = started(&app, &children, &files).await;
+    let done = finish::complete_many(&app.pool, &group, upconfirm::confirm::confirm_result)
+        .await
+        .unwrap();
+    assert!(
+        matches!(done, Grouped::Done(ref f) if f.iter().all(|f| matches!(f, Finish::Completed(_)))),
+        "{done:?}"
+    );
+    let parent = app.wait_task(str_field(&batch, "task_id")).await;
+    assert_eq!(parent["status"], "COMPLETED", "{parent}");
+
+    // Under a quota, a group writes nothing and is sent back to be finished one by one.
+    sqlx::query("UPDATE namespaces SET storage_quota_bytes = 1000000 WHERE id = $1")
+        .bind(&app.namespace_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let files = vec![random_bytes(50)];
+    let queued = queue_confirms(&app, &bucket, &files).await;
+    let group = started(&app, &queued, &files).await;
+    let sent_back = finish::complete_many(&app.pool, &group, upconfirm::confirm::confirm_result)
+        .await
+        .unwrap();
+    assert!(matches!(sent_back, Grouped::OneByOne), "{sent_back:?}");
+    assert_eq!(
+        app.get_upload(&bucket, &queued[0].0).await["status"],
+        "PROCESSING"
+    );
     app.stop().await;
 }

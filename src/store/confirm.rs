@@ -1,5 +1,8 @@
 //! The end of a confirmation: every effect in one transaction, or none.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
 use serde_json::{json, Value};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, PgPool, Row};
@@ -176,11 +179,10 @@ pub async fn complete(
         }
     };
 
-    let message = match &duplicate_of {
-        Some((original, _)) => format!("Duplicate of upload {original}; no new object created"),
-        None if object_id.is_some() => "Upload confirmed and object created".to_owned(),
-        None => "Upload confirmed".to_owned(),
-    };
+    let message = completion_message(
+        duplicate_of.as_ref().map(|(original, _)| original.as_str()),
+        object_id.is_some(),
+    );
     let (batch_id, batch_task_id) = batch.unzip();
     let completed: UploadRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE uploads SET status = 'COMPLETED', verified_at = now(), completed_at = now(),
@@ -226,6 +228,278 @@ pub async fn complete(
     }
     tx.commit().await?;
     Ok(Finish::Completed(Box::new(completed)))
+}
+
+/// One verified confirmation to finish in a group: see [`complete_many`].
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub task_id: String,
+    pub upload_id: String,
+    pub verified: Verified,
+}
+
+/// How finishing a group ended.
+#[derive(Debug)]
+pub enum Grouped {
+    /// One result per completion, in their order.
+    Done(Vec<Finish>),
+    /// A namespace of the group has a storage quota: nothing was written, and each
+    /// completion must be finished alone by [`complete`].
+    OneByOne,
+}
+
+/// The upload columns qualified by the alias `u`.
+static UPLOAD_COLUMNS_OF_U: LazyLock<String> = LazyLock::new(|| {
+    UPLOAD_COLUMNS
+        .split(", ")
+        .map(|column| format!("u.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// Steps 6–9 of [`complete`] for several confirmations at once, in one transaction whose
+/// statements each cover the whole group: the completions a worker has ready together share
+/// their round trips and their commit. For confirmations that submit no batch, in namespaces
+/// without a storage quota (both take per-namespace decisions that [`complete`] makes).
+/// A completion whose upload or task moved on is `Stale` and changes nothing.
+pub async fn complete_many(
+    pool: &PgPool,
+    group: &[Completion],
+    outputs: impl Fn(&UploadRow) -> Value,
+) -> sqlx::Result<Grouped> {
+    let mut tx = pool.begin().await?;
+    // Each upload still processing for its task, then that task if still running: locked
+    // upload first, as cancels lock them, in upload order so that groups never wait in a cycle.
+    let locked: Vec<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM unnest($1::text[], $2::text[]) AS j(upload_id, task_id)
+         JOIN uploads u ON u.id = j.upload_id AND u.task_id = j.task_id AND u.status = 'PROCESSING'
+         JOIN tasks t ON t.id = j.task_id AND t.status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')
+         ORDER BY u.id FOR UPDATE OF u, t",
+        columns = &*UPLOAD_COLUMNS_OF_U
+    )))
+    .bind(
+        group
+            .iter()
+            .map(|c| c.upload_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(group.iter().map(|c| c.task_id.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut uploads: HashMap<String, UploadRow> =
+        locked.into_iter().map(|u| (u.id.clone(), u)).collect();
+    // The live completions, in the group's order, with the object each would create.
+    let live: Vec<(&Completion, UploadRow, Option<String>)> = group
+        .iter()
+        .filter_map(|c| {
+            let upload = uploads.remove(&c.upload_id)?;
+            let object = upload
+                .create_object_on_confirm
+                .then(|| new_id(IdKind::Object));
+            Some((c, upload, object))
+        })
+        .collect();
+    if live.is_empty() {
+        tx.rollback().await?;
+        return Ok(Grouped::Done(group.iter().map(|_| Finish::Stale).collect()));
+    }
+
+    // The first completed upload of a content in a bucket becomes its original; within the
+    // group, the first in order.
+    let originals: HashSet<String> = sqlx::query_scalar(
+        "INSERT INTO bucket_contents (bucket_id, content_hash, upload_id, object_id)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         ON CONFLICT DO NOTHING RETURNING upload_id",
+    )
+    .bind(
+        live.iter()
+            .map(|(_, u, _)| u.bucket_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        live.iter()
+            .map(|(c, _, _)| c.verified.content_hash.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        live.iter()
+            .map(|(_, u, _)| u.id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(live.iter().map(|(_, _, o)| o.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let seeking: Vec<&(&Completion, UploadRow, Option<String>)> = live
+        .iter()
+        .filter(|(_, u, _)| u.skip_duplicates && !originals.contains(&u.id))
+        .collect();
+    let mut duplicate_of: HashMap<String, (String, Option<String>)> = HashMap::new();
+    if !seeking.is_empty() {
+        let found: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT j.upload_id, bc.upload_id, bc.object_id
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS j(upload_id, bucket_id, content_hash)
+             JOIN bucket_contents bc
+               ON bc.bucket_id = j.bucket_id AND bc.content_hash = j.content_hash",
+        )
+        .bind(seeking.iter().map(|(_, u, _)| u.id.clone()).collect::<Vec<_>>())
+        .bind(seeking.iter().map(|(_, u, _)| u.bucket_id.clone()).collect::<Vec<_>>())
+        .bind(seeking.iter().map(|(c, _, _)| c.verified.content_hash.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        duplicate_of.extend(
+            found
+                .into_iter()
+                .map(|(upload, original, object)| (upload, (original, object))),
+        );
+    }
+
+    // What each live completion records: (completion, upload, object, duplicate of).
+    let decided: Vec<_> = live
+        .iter()
+        .map(|(c, u, new_object)| {
+            let original = duplicate_of.get(&u.id);
+            let object = match original {
+                Some((_, original_object)) => original_object.clone(),
+                None => new_object.clone(),
+            };
+            (*c, u, object, original.map(|(upload, _)| upload.clone()))
+        })
+        .collect();
+    let created: Vec<_> = decided
+        .iter()
+        .filter(|(_, _, object, original)| original.is_none() && object.is_some())
+        .collect();
+    if !created.is_empty() {
+        sqlx::query(
+            "INSERT INTO objects (id, bucket_id, namespace_id, upload_id, blobs, metadata, status)
+             SELECT *, 'ACTIVE' FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])",
+        )
+        .bind(created.iter().map(|(_, _, o, _)| o.clone()).collect::<Vec<_>>())
+        .bind(created.iter().map(|(_, u, _, _)| u.bucket_id.clone()).collect::<Vec<_>>())
+        .bind(created.iter().map(|(_, u, _, _)| u.namespace_id.clone()).collect::<Vec<_>>())
+        .bind(created.iter().map(|(_, u, _, _)| u.id.clone()).collect::<Vec<_>>())
+        .bind(created.iter().map(|(c, u, _, _)| object_blobs(u, &c.verified)).collect::<Vec<_>>())
+        .bind(created.iter().map(|(_, u, _, _)| u.object_metadata.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    let completed: Vec<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE uploads u SET status = 'COMPLETED', verified_at = now(), completed_at = now(),
+            updated_at = now(), etag = v.etag, file_size_bytes = v.size, file_hash = v.hash,
+            object_id = v.object_id, is_duplicate = v.duplicate_of IS NOT NULL,
+            duplicate_of_upload_id = v.duplicate_of, batch_id = NULL, batch_task_id = NULL,
+            message = v.message, error = NULL
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+            AS v(id, etag, size, hash, object_id, duplicate_of, message)
+         WHERE u.id = v.id RETURNING {columns}",
+        columns = &*UPLOAD_COLUMNS_OF_U
+    )))
+    .bind(decided.iter().map(|(_, u, _, _)| u.id.clone()).collect::<Vec<_>>())
+    .bind(decided.iter().map(|(c, _, _, _)| c.verified.etag.clone()).collect::<Vec<_>>())
+    .bind(decided.iter().map(|(c, _, _, _)| c.verified.size).collect::<Vec<_>>())
+    .bind(decided.iter().map(|(c, _, _, _)| c.verified.content_hash.clone()).collect::<Vec<_>>())
+    .bind(decided.iter().map(|(_, _, o, _)| o.clone()).collect::<Vec<_>>())
+    .bind(decided.iter().map(|(_, _, _, d)| d.clone()).collect::<Vec<_>>())
+    .bind(
+        decided
+            .iter()
+            .map(|(_, _, o, d)| completion_message(d.as_deref(), o.is_some()))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut completed: HashMap<String, UploadRow> =
+        completed.into_iter().map(|u| (u.id.clone(), u)).collect();
+
+    // The tasks end, each telling its waiters; all were locked running above.
+    let ending: Vec<(String, Value)> = decided
+        .iter()
+        .filter_map(|(c, u, _, _)| Some((c.task_id.clone(), outputs(completed.get(&u.id)?))))
+        .collect();
+    let ended: Vec<(String, bool)> = sqlx::query_as(
+        "WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[]) AS v(id, outputs)),
+         ended AS (
+            UPDATE tasks t SET status = 'COMPLETED', error = NULL, outputs = v.outputs,
+                lease_until = NULL, updated_at = now()
+            FROM v WHERE t.id = v.id AND t.status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')
+            RETURNING t.id
+         )
+         SELECT ended.id,
+            EXISTS (SELECT 1 FROM batch_confirm_items WHERE child_task_id = ended.id AND result IS NULL)
+         FROM ended, LATERAL (SELECT pg_notify($3, ended.id)) AS told",
+    )
+    .bind(ending.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>())
+    .bind(ending.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>())
+    .bind(super::TASK_EVENTS_CHANNEL)
+    .fetch_all(&mut *tx)
+    .await?;
+    if completed.len() != decided.len() || ended.len() != decided.len() {
+        // Rows locked above changed under the lock: nothing here can be trusted.
+        tx.rollback().await?;
+        return Err(sqlx::Error::Protocol(format!(
+            "a group of {} completions ended {} uploads and {} tasks",
+            decided.len(),
+            completed.len(),
+            ended.len()
+        )));
+    }
+    let outputs_of: HashMap<&str, &Value> = ending.iter().map(|(t, o)| (t.as_str(), o)).collect();
+    for (task_id, has_parents) in &ended {
+        if !has_parents {
+            continue;
+        }
+        let outputs = outputs_of
+            .get(task_id.as_str())
+            .copied()
+            .unwrap_or(&Value::Null);
+        let result = batch_confirm::item_result(TaskStatus::Completed, None, outputs);
+        for parent in batch_confirm::settle(&mut tx, task_id, &result).await? {
+            batch_confirm::finalize_if_done(&mut tx, &parent).await?;
+        }
+    }
+
+    // Usage grows by each new object, on the ledger: a namespace under a quota sends the
+    // whole group back to be finished one by one.
+    let stored = &created;
+    if !stored.is_empty() {
+        let appended = sqlx::query(
+            "INSERT INTO namespace_usage (namespace_id, bytes)
+             SELECT n.id, v.bytes FROM unnest($1::text[], $2::bigint[]) AS v(namespace_id, bytes)
+             JOIN namespaces n ON n.id = v.namespace_id AND n.storage_quota_bytes IS NULL",
+        )
+        .bind(
+            stored
+                .iter()
+                .map(|(_, u, _, _)| u.namespace_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            stored
+                .iter()
+                .map(|(c, _, _, _)| c.verified.size)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        if appended.rows_affected() != stored.len() as u64 {
+            tx.rollback().await?;
+            return Ok(Grouped::OneByOne);
+        }
+    }
+    tx.commit().await?;
+    Ok(Grouped::Done(
+        group
+            .iter()
+            .map(|c| match completed.remove(&c.upload_id) {
+                Some(upload) => Finish::Completed(Box::new(upload)),
+                None => Finish::Stale,
+            })
+            .collect(),
+    ))
 }
 
 /// A permanent failure: the upload and the task end `FAILED` with the reason.
@@ -382,13 +656,18 @@ async fn add_usage(
     Ok(Some((current, limit.unwrap_or(0))))
 }
 
-async fn insert_object(
-    conn: &mut PgConnection,
-    upload: &UploadRow,
-    object_id: &str,
-    verified: &Verified,
-) -> sqlx::Result<()> {
-    let blobs = json!([{
+/// The upload's message once completed.
+fn completion_message(duplicate_of: Option<&str>, created_object: bool) -> String {
+    match duplicate_of {
+        Some(original) => format!("Duplicate of upload {original}; no new object created"),
+        None if created_object => "Upload confirmed and object created".to_owned(),
+        None => "Upload confirmed".to_owned(),
+    }
+}
+
+/// The blobs of the object a confirmation creates: the uploaded file.
+fn object_blobs(upload: &UploadRow, verified: &Verified) -> Value {
+    json!([{
         "property": upload.blob_property,
         "type": upload.blob_type,
         "s3_key": upload.s3_key,
@@ -396,7 +675,15 @@ async fn insert_object(
         "size_bytes": verified.size,
         "file_hash": verified.content_hash,
         "upload_id": upload.id,
-    }]);
+    }])
+}
+
+async fn insert_object(
+    conn: &mut PgConnection,
+    upload: &UploadRow,
+    object_id: &str,
+    verified: &Verified,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO objects (id, bucket_id, namespace_id, upload_id, blobs, metadata, status)
          VALUES ($1, $2, $3, $4, $5, $6, 'ACTIVE')",
@@ -405,7 +692,7 @@ async fn insert_object(
     .bind(&upload.bucket_id)
     .bind(&upload.namespace_id)
     .bind(&upload.id)
-    .bind(&blobs)
+    .bind(object_blobs(upload, verified))
     .bind(&upload.object_metadata)
     .execute(conn)
     .await

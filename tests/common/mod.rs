@@ -612,6 +612,21 @@ impl TestApp {
         created
     }
 
+    /// `POST .../uploads/confirm/batch` with these items.
+    pub async fn batch_confirm(&self, bucket: &str, items: Value) -> (StatusCode, Value) {
+        send(
+            self.post(&format!("/v1/buckets/{bucket}/uploads/confirm/batch"))
+                .json(&json!({ "confirmations": items })),
+        )
+        .await
+    }
+
+    /// A batch confirmation of these uploads, with no per-item options.
+    pub async fn batch_confirm_ids(&self, bucket: &str, ids: &[String]) -> (StatusCode, Value) {
+        let items: Vec<Value> = ids.iter().map(|id| json!({ "upload_id": id })).collect();
+        self.batch_confirm(bucket, Value::from(items)).await
+    }
+
     /// `query` is either empty or a query string such as `async=true` (with or without `?`).
     pub async fn confirm(
         &self,
