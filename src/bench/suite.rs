@@ -262,6 +262,17 @@ fn env_for(args: &SuiteArgs, prefix: &str) -> Vec<(String, String)> {
 }
 
 /// Progress on stderr, with the time since the run began.
+/// Lets the database settle before a measured phase: the dead rows of the previous phase are
+/// vacuumed and dirty pages written now, not by autovacuum or a checkpoint during the phase,
+/// whose CPU would be counted against it.
+async fn quiesce(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::raw_sql("VACUUM (ANALYZE)").execute(pool).await?;
+    if let Err(err) = sqlx::raw_sql("CHECKPOINT").execute(pool).await {
+        say(format!("  no CHECKPOINT before the phase ({err})"));
+    }
+    Ok(())
+}
+
 fn say(what: impl AsRef<str>) {
     static BEGAN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let began = BEGAN.get_or_init(Instant::now);
@@ -342,6 +353,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     client
         .confirm_all("warm", &warm, 8, false, "COMPLETED")
         .await?;
+    quiesce(&pool).await?;
     say("sync confirms, 1 client");
     let cpu_at_start = CpuSnapshot::take()?;
     let t = Instant::now();
@@ -350,6 +362,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         .await?;
     let sync1 = latency_figures(1, sync, timings, t.elapsed(), &cpu_at_start)?;
     say(format!("  {sync1:?}"));
+    quiesce(&pool).await?;
     say(format!("sync confirms, {CLIENTS} clients"));
     let cpu_at_start = CpuSnapshot::take()?;
     let t = Instant::now();
@@ -384,6 +397,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         api_cpu += api.cpu_ms()? - cpu_before;
         api_requests += ids.len();
 
+        quiesce(&pool).await?;
         say(format!("draining with {workers} worker process(es)"));
         let cpu_at_start = CpuSnapshot::take()?;
         let t = Instant::now();
@@ -418,6 +432,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     }
 
     // Each dependency alone.
+    quiesce(&pool).await?;
     say("ceilings: broker, HeadObject, database");
     let mut cpu_ms_per_op = BTreeMap::new();
     let before = CpuSnapshot::take()?;
@@ -453,6 +468,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             .bind(&run.namespace_id)
             .fetch_one(&pool)
             .await?;
+    quiesce(&pool).await?;
     let before = CpuSnapshot::take()?;
     let database = ceilings::database(&pool, &async1, CLIENTS).await?;
     cpu_ms_per_op.insert(
