@@ -151,24 +151,23 @@ impl Committer {
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(MAX_GROUP);
             while ready.recv_many(&mut group, MAX_GROUP).await > 0 {
-                let completions: Vec<Completion> = group.iter().map(|(c, _)| c.clone()).collect();
-                let finished = finish::complete_many(&pool, &completions, confirm_result).await;
-                match finished {
+                let (completions, replies): (Vec<Completion>, Vec<_>) = group.drain(..).unzip();
+                match finish::complete_many(&pool, &completions, confirm_result).await {
                     Ok(Grouped::Done(finishes)) => {
-                        for ((_, reply), finish) in group.drain(..).zip(finishes) {
+                        for (reply, finish) in replies.into_iter().zip(finishes) {
                             let _ = reply.send(Ok(Some(finish)));
                         }
                     }
-                    Err(e) if group.len() == 1 => {
+                    Err(e) if replies.len() == 1 => {
                         let error = format!("database: {e}");
-                        for (_, reply) in group.drain(..) {
+                        for reply in replies {
                             let _ = reply.send(Err(error.clone()));
                         }
                     }
                     // A group under a quota, or one that failed, is finished one by one, so
                     // that a completion the database refuses holds up no other.
                     Ok(Grouped::OneByOne) | Err(_) => {
-                        for (_, reply) in group.drain(..) {
+                        for reply in replies {
                             let _ = reply.send(Ok(None));
                         }
                     }

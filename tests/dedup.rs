@@ -21,25 +21,9 @@ async fn same_bytes_in_one_bucket_share_one_object() {
     let bucket_id = str_field(&app.create_bucket(&bucket).await, "bucket_id").to_string();
     let bytes = random_bytes(2_500);
 
-    let (first, _) = app
-        .upload_file(
-            &bucket,
-            "a.bin",
-            "application/octet-stream",
-            &bytes,
-            json!({}),
-        )
-        .await;
+    let first = app.upload_bin(&bucket, "a.bin", &bytes).await;
     let c1 = confirm_ok(&app, &bucket, &first).await;
-    let (second, _) = app
-        .upload_file(
-            &bucket,
-            "b.bin",
-            "application/octet-stream",
-            &bytes,
-            json!({}),
-        )
-        .await;
+    let second = app.upload_bin(&bucket, "b.bin", &bytes).await;
     let c2 = confirm_ok(&app, &bucket, &second).await;
 
     assert_eq!(
@@ -73,15 +57,7 @@ async fn skip_duplicates_false_creates_its_own_object() {
     let bucket_id = str_field(&app.create_bucket(&bucket).await, "bucket_id").to_string();
     let bytes = random_bytes(1_800);
 
-    let (first, _) = app
-        .upload_file(
-            &bucket,
-            "a.bin",
-            "application/octet-stream",
-            &bytes,
-            json!({}),
-        )
-        .await;
+    let first = app.upload_bin(&bucket, "a.bin", &bytes).await;
     let c1 = confirm_ok(&app, &bucket, &first).await;
     let (second, _) = app
         .upload_file(
@@ -111,13 +87,9 @@ async fn same_bytes_in_another_bucket_are_not_duplicates() {
     app.create_bucket(&b2).await;
     let bytes = random_bytes(1_100);
 
-    let (first, _) = app
-        .upload_file(&b1, "a.bin", "application/octet-stream", &bytes, json!({}))
-        .await;
+    let first = app.upload_bin(&b1, "a.bin", &bytes).await;
     let c1 = confirm_ok(&app, &b1, &first).await;
-    let (second, _) = app
-        .upload_file(&b2, "a.bin", "application/octet-stream", &bytes, json!({}))
-        .await;
+    let second = app.upload_bin(&b2, "a.bin", &bytes).await;
     let c2 = confirm_ok(&app, &b2, &second).await;
 
     assert_ne!(c2["object_id"], c1["object_id"]);
@@ -211,15 +183,7 @@ async fn create_with_hash_of_a_pending_upload_is_not_a_duplicate() {
 async fn queue_confirms(app: &TestApp, bucket: &str, files: &[Vec<u8>]) -> Vec<(String, String)> {
     let mut queued = Vec::new();
     for (i, bytes) in files.iter().enumerate() {
-        let (id, _) = app
-            .upload_file(
-                bucket,
-                &format!("g{i}.bin"),
-                "application/octet-stream",
-                bytes,
-                json!({}),
-            )
-            .await;
+        let id = app.upload_bin(bucket, &format!("g{i}.bin"), bytes).await;
         let (status, accepted) = app.confirm(bucket, &id, "async=true", None).await;
         assert_eq!(status, StatusCode::OK, "{accepted}");
         queued.push((id, str_field(&accepted, "task_id").to_owned()));
@@ -316,15 +280,7 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
     let files = vec![random_bytes(100), random_bytes(200)];
     let mut ids = Vec::new();
     for (i, bytes) in files.iter().enumerate() {
-        let (id, _) = app
-            .upload_file(
-                &bucket,
-                &format!("p{i}.bin"),
-                "application/octet-stream",
-                bytes,
-                json!({}),
-            )
-            .await;
+        let id = app.upload_bin(&bucket, &format!("p{i}.bin"), bytes).await;
         ids.push(id);
     }
     let (status, batch) = app.batch_confirm_ids(&bucket, &ids).await;

@@ -84,26 +84,10 @@ async fn every_series_moves_while_confirmations_run() {
 
     // Completed, sync; then failed (the size differs), async.
     let bytes = random_bytes(50_000);
-    let (ok_id, _) = app
-        .upload_file(
-            &bucket,
-            "a.bin",
-            "application/octet-stream",
-            &bytes,
-            json!({}),
-        )
-        .await;
+    let ok_id = app.upload_bin(&bucket, "a.bin", &bytes).await;
     let (status, body) = app.confirm(&bucket, &ok_id, "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (bad_id, _) = app
-        .upload_file(
-            &bucket,
-            "b.bin",
-            "application/octet-stream",
-            &random_bytes(10),
-            json!({}),
-        )
-        .await;
+    let bad_id = app.upload_bin(&bucket, "b.bin", &random_bytes(10)).await;
     let (status, body) = app
         .confirm(
             &bucket,
@@ -125,15 +109,7 @@ async fn every_series_moves_while_confirmations_run() {
             c.worker.retry_budget_ms = 1_500;
         })
         .await;
-    let (dead_id, _) = app
-        .upload_file(
-            &bucket,
-            "c.bin",
-            "application/octet-stream",
-            &random_bytes(10),
-            json!({}),
-        )
-        .await;
+    let dead_id = app.upload_bin(&bucket, "c.bin", &random_bytes(10)).await;
     // The most jobs seen in flight, scraped every 20 ms while the job runs.
     let watcher = {
         let (http, api) = (http.clone(), api.clone());
@@ -175,15 +151,7 @@ async fn every_series_moves_while_confirmations_run() {
         })
         .await;
     let cut_off_base = format!("http://{}", cut_off.api_addr.expect("second API"));
-    let (late_id, _) = app
-        .upload_file(
-            &bucket,
-            "d.bin",
-            "application/octet-stream",
-            &random_bytes(20),
-            json!({}),
-        )
-        .await;
+    let late_id = app.upload_bin(&bucket, "d.bin", &random_bytes(20)).await;
     let answer = http
         .post(format!(
             "{cut_off_base}/v1/buckets/{bucket}/uploads/{late_id}/confirm?async=true"

@@ -303,15 +303,7 @@ async fn usage_ledger_is_folded_and_counted_by_a_later_quota() {
     let bucket = bucket_name("ledger");
     app.create_bucket(&bucket).await;
     for (name, size) in [("a.bin", 1_000), ("b.bin", 2_000)] {
-        let (id, _) = app
-            .upload_file(
-                &bucket,
-                name,
-                "application/octet-stream",
-                &random_bytes(size),
-                json!({}),
-            )
-            .await;
+        let id = app.upload_bin(&bucket, name, &random_bytes(size)).await;
         let (status, body) = app.confirm(&bucket, &id, "", None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
@@ -356,28 +348,12 @@ async fn usage_ledger_is_folded_and_counted_by_a_later_quota() {
     upconfirm::admin::set_namespace_limits(&app.pool, &app.namespace_id, None, Some(3_500))
         .await
         .expect("set limits");
-    let (id, _) = app
-        .upload_file(
-            &bucket,
-            "c.bin",
-            "application/octet-stream",
-            &random_bytes(400),
-            json!({}),
-        )
-        .await;
+    let id = app.upload_bin(&bucket, "c.bin", &random_bytes(400)).await;
     let (status, body) = app.confirm(&bucket, &id, "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(ledger_rows().await, 0, "with a quota the row itself grows");
     assert_eq!(folded().await, 3_400);
-    let (id, _) = app
-        .upload_file(
-            &bucket,
-            "d.bin",
-            "application/octet-stream",
-            &random_bytes(200),
-            json!({}),
-        )
-        .await;
+    let id = app.upload_bin(&bucket, "d.bin", &random_bytes(200)).await;
     let (status, body) = app.confirm(&bucket, &id, "", None).await;
     assert_error(status, &body, 403, "QuotaExceededError");
     assert_eq!(
@@ -393,15 +369,7 @@ async fn workers_fold_the_usage_ledger_on_their_own() {
     let app = TestApp::spawn_with(|c| c.worker.usage_fold_interval_ms = 100).await;
     let bucket = bucket_name("fold");
     app.create_bucket(&bucket).await;
-    let (id, _) = app
-        .upload_file(
-            &bucket,
-            "a.bin",
-            "application/octet-stream",
-            &random_bytes(1_234),
-            json!({}),
-        )
-        .await;
+    let id = app.upload_bin(&bucket, "a.bin", &random_bytes(1_234)).await;
     let (status, body) = app.confirm(&bucket, &id, "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

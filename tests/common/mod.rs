@@ -569,6 +569,19 @@ impl TestApp {
         (id, created)
     }
 
+    /// Uploads `bytes` as an `application/octet-stream` file; returns the upload's id.
+    pub async fn upload_bin(&self, bucket: &str, filename: &str, bytes: &[u8]) -> String {
+        self.upload_file(
+            bucket,
+            filename,
+            "application/octet-stream",
+            bytes,
+            json!({}),
+        )
+        .await
+        .0
+    }
+
     /// Like `upload_file`, also returning the ETag S3 answered to the PUT.
     pub async fn upload_file_etag(
         &self,
