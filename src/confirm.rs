@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use backoff::ExponentialBackoff;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::api::error::ApiError;
 use crate::api::uploads::check_quota;
 use crate::blob::{BlobError, BlobStore, ObjectHead, OpenObject};
 use crate::config::HashPolicy;
 use crate::domain::{etags_match, unquote_etag, ContentHash, TaskStatus, UploadStatus};
+use crate::grouping::{GroupError, Grouper};
 use crate::queue::ConfirmJob;
 use crate::store::confirm::{
     self as finish, BatchDestination, Completion, Finish, Grouped, Verified,
@@ -129,66 +130,37 @@ pub enum Ran {
     UnknownTask,
 }
 
-/// Completions ready at once that one transaction finishes together, at most.
-const MAX_GROUP: usize = 64;
+/// Finishes a worker process's plain confirmations in groups (see [`finish::complete_many`]).
+pub type Committer = Grouper<Completion, Finish>;
 
-/// A completion waiting for its group, and where its result goes: `None` when it must be
-/// finished alone.
-type Pending = (Completion, oneshot::Sender<Result<Option<Finish>, String>>);
+/// Starts a worker process's jobs in groups (see [`finish::start_many`]).
+pub type Starter = Grouper<(String, String), finish::Start>;
 
-/// Finishes a worker process's plain confirmations in groups: whatever completions are ready
-/// when the previous group commits form the next one, so under load they share their
-/// statements and their commit, and alone one waits for nothing.
-#[derive(Clone)]
-pub struct Committer {
-    queue: mpsc::Sender<Pending>,
+/// The grouped database steps of one worker process.
+pub fn grouped_steps(pool: &PgPool) -> (Starter, Committer) {
+    let for_starts = pool.clone();
+    let starter = Grouper::spawn("start", move |jobs: Vec<(String, String)>| {
+        let pool = for_starts.clone();
+        async move { finish::start_many(&pool, &jobs).await.map(Some) }
+    });
+    let for_completions = pool.clone();
+    let committer = Grouper::spawn("complete", move |completions: Vec<Completion>| {
+        let pool = for_completions.clone();
+        async move {
+            Ok(
+                match finish::complete_many(&pool, &completions, confirm_result).await? {
+                    Grouped::Done(finishes) => Some(finishes),
+                    Grouped::OneByOne => None,
+                },
+            )
+        }
+    });
+    (starter, committer)
 }
 
-impl Committer {
-    /// Starts the committer; it stops once every clone of it is dropped.
-    pub fn spawn(pool: PgPool) -> Self {
-        let (queue, mut ready) = mpsc::channel::<Pending>(4 * MAX_GROUP);
-        tokio::spawn(async move {
-            let mut group = Vec::with_capacity(MAX_GROUP);
-            while ready.recv_many(&mut group, MAX_GROUP).await > 0 {
-                let (completions, replies): (Vec<Completion>, Vec<_>) = group.drain(..).unzip();
-                match finish::complete_many(&pool, &completions, confirm_result).await {
-                    Ok(Grouped::Done(finishes)) => {
-                        for (reply, finish) in replies.into_iter().zip(finishes) {
-                            let _ = reply.send(Ok(Some(finish)));
-                        }
-                    }
-                    Err(e) if replies.len() == 1 => {
-                        let error = format!("database: {e}");
-                        for reply in replies {
-                            let _ = reply.send(Err(error.clone()));
-                        }
-                    }
-                    // A group under a quota, or one that failed, is finished one by one, so
-                    // that a completion the database refuses holds up no other.
-                    Ok(Grouped::OneByOne) | Err(_) => {
-                        for reply in replies {
-                            let _ = reply.send(Ok(None));
-                        }
-                    }
-                }
-            }
-        });
-        Self { queue }
-    }
-
-    /// Finishes one completion with the next group; `None` when it must be finished alone.
-    async fn complete(&self, completion: Completion) -> Result<Option<Finish>, StepError> {
-        let (reply, result) = oneshot::channel();
-        let gone = || StepError::Transient("the committer stopped".into());
-        self.queue
-            .send((completion, reply))
-            .await
-            .map_err(|_| gone())?;
-        result
-            .await
-            .map_err(|_| gone())?
-            .map_err(StepError::Transient)
+impl From<GroupError> for StepError {
+    fn from(e: GroupError) -> Self {
+        StepError::Transient(e.to_string())
     }
 }
 
@@ -204,6 +176,7 @@ pub struct Pipeline {
     /// Objects from this size are held by a renewed lease in the database while hashed.
     pub lease_from_bytes: i64,
     pub lease: Duration,
+    pub starter: Starter,
     pub committer: Committer,
 }
 
@@ -233,10 +206,19 @@ impl Pipeline {
         job: &ConfirmJob,
         leased: Option<oneshot::Sender<()>>,
     ) -> Result<Ran, Retryable> {
-        let started = match finish::start(&self.pool, &job.task_id, &job.upload_id)
+        let request = (job.task_id.clone(), job.upload_id.clone());
+        let grouped = self
+            .starter
+            .run(request)
             .await
-            .map_err(|e| Retryable(format!("database: {e}")))?
-        {
+            .map_err(|e| Retryable(e.to_string()))?;
+        let started = match grouped {
+            Some(started) => started,
+            None => finish::start(&self.pool, &job.task_id, &job.upload_id)
+                .await
+                .map_err(|e| Retryable(format!("database: {e}")))?,
+        };
+        let started = match started {
             finish::Start::Started(started) => started,
             finish::Start::Terminal => {
                 tracing::debug!("task already terminal; nothing to do");
@@ -436,7 +418,7 @@ impl Pipeline {
                 upload_id: upload.id.clone(),
                 verified: verified.clone(),
             };
-            self.committer.complete(completion).await?
+            self.committer.run(completion).await?
         };
         let finished = match grouped {
             Some(finished) => finished,

@@ -11,6 +11,7 @@ pub mod confirm;
 pub mod dead_letter;
 pub mod dev;
 pub mod domain;
+pub mod grouping;
 pub mod health;
 pub mod metrics;
 pub mod notify;

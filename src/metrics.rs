@@ -25,6 +25,8 @@ pub const OUTBOX_BACKLOG: &str = "upconfirm_outbox_backlog";
 pub const IN_FLIGHT: &str = "upconfirm_jobs_in_flight";
 /// Object bytes read and hashed.
 pub const HASHED_BYTES: &str = "upconfirm_hashed_bytes_total";
+/// Jobs one grouped database step took together, by `step` (`start`, `complete`).
+pub const GROUP_SIZE: &str = "upconfirm_db_group_size";
 
 /// Bucket bounds of the latency histograms, in seconds: sync confirms of small files take
 /// milliseconds; jobs of large files take minutes.
@@ -32,12 +34,17 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 ];
 
+/// Bucket bounds of the group sizes: powers of two up to the largest group.
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// The process's recorder, installed on first use; its rendering is what `/metrics` answers.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .expect("bucket bounds are not empty")
+            .set_buckets_for_metric(Matcher::Full(GROUP_SIZE.into()), GROUP_BUCKETS)
             .expect("bucket bounds are not empty")
             .install_recorder()
             .expect("no other metrics recorder is installed");
@@ -90,6 +97,10 @@ fn describe() {
     );
     describe_gauge!(IN_FLIGHT, "Jobs this worker is running now");
     describe_counter!(HASHED_BYTES, Unit::Bytes, "Object bytes read and hashed");
+    describe_histogram!(
+        GROUP_SIZE,
+        "Jobs one grouped database step (start, complete) took in one statement and commit"
+    );
 }
 
 /// Counts a job in flight until dropped, however its run ends.

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiSettings, AppState};
 use crate::blob::{BlobStore, S3Settings};
 use crate::config::{Config, S3Config};
-use crate::confirm::{Committer, Pipeline};
+use crate::confirm::{grouped_steps, Pipeline};
 use crate::health::{self, Connected, Health};
 use crate::notify::TaskEvents;
 use crate::queue::{self, Publisher, Topology};
@@ -107,6 +107,7 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
         tracing::info!(addr = ?api_addr, "API listening");
     }
     if components.worker {
+        let (starter, committer) = grouped_steps(&pool);
         let pipeline = Pipeline {
             pool: pool.clone(),
             blob: blob.clone(),
@@ -119,7 +120,8 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             },
             lease_from_bytes: config.worker.lease_from_bytes,
             lease: config.worker.lease(),
-            committer: Committer::spawn(pool.clone()),
+            starter,
+            committer,
         };
         let connected = Connected::default();
         if let Some(addr) = config.worker.health_listen_addr {

@@ -324,3 +324,73 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
     );
     app.stop().await;
 }
+
+/// A task's status and the attempts it counted.
+async fn attempts(app: &TestApp, task_id: &str) -> (String, i32) {
+    let (status, _, attempts) = app.task_row(task_id).await;
+    (status, attempts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_starts_starts_as_each_alone_would() {
+    let app = TestApp::spawn_components(API_ONLY, |_| {}).await;
+    let bucket = bucket_name("starts");
+    app.create_bucket(&bucket).await;
+    let files = vec![random_bytes(100), random_bytes(200), random_bytes(300)];
+    let queued = queue_confirms(&app, &bucket, &files).await;
+    let (status, body) = send(app.delete(&format!("/v1/tasks/{}", queued[2].1))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let unknown = ("tsk_no_such_task".to_owned(), queued[0].0.clone());
+    // The first job twice, as a redelivery beside its first delivery.
+    let jobs: Vec<(String, String)> = [0, 1, 0, 2]
+        .iter()
+        .map(|&i| (queued[i].1.clone(), queued[i].0.clone()))
+        .chain([unknown.clone()])
+        .collect();
+
+    let starts = finish::start_many(&app.pool, &jobs).await.unwrap();
+    assert_eq!(starts.len(), jobs.len());
+    for (i, start) in starts.iter().take(3).enumerate() {
+        let finish::Start::Started(started) = start else {
+            panic!("{i}: {start:?}");
+        };
+        let upload = started.upload.as_ref().expect("the upload is read");
+        assert_eq!(upload.id, jobs[i].1);
+        assert_eq!(upload.status, "PROCESSING");
+        let namespace = started.namespace.as_ref().expect("its namespace is read");
+        assert_eq!(namespace.id, upload.namespace_id);
+        assert!(started.inputs.is_object(), "{:?}", started.inputs);
+    }
+    assert!(matches!(starts[3], finish::Start::Terminal), "{starts:?}");
+    assert!(matches!(starts[4], finish::Start::Unknown), "{starts:?}");
+    // Named twice in one group, started once.
+    assert_eq!(
+        attempts(&app, &queued[0].1).await,
+        ("IN_PROGRESS".into(), 1)
+    );
+    assert_eq!(
+        attempts(&app, &queued[1].1).await,
+        ("IN_PROGRESS".into(), 1)
+    );
+    assert_eq!(attempts(&app, &queued[2].1).await.0, "CANCELED");
+
+    // Alone, each says the same; a running task restarts and counts the attempt.
+    let again = finish::start(&app.pool, &queued[1].1, &queued[1].0)
+        .await
+        .unwrap();
+    assert!(matches!(again, finish::Start::Started(_)), "{again:?}");
+    assert_eq!(
+        attempts(&app, &queued[1].1).await,
+        ("IN_PROGRESS".into(), 2)
+    );
+    let canceled = finish::start(&app.pool, &queued[2].1, &queued[2].0)
+        .await
+        .unwrap();
+    assert!(matches!(canceled, finish::Start::Terminal), "{canceled:?}");
+    let missing = finish::start(&app.pool, &unknown.0, &unknown.1)
+        .await
+        .unwrap();
+    assert!(matches!(missing, finish::Start::Unknown), "{missing:?}");
+    assert!(finish::start_many(&app.pool, &[]).await.unwrap().is_empty());
+    app.stop().await;
+}

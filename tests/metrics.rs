@@ -230,6 +230,8 @@ async fn every_series_moves_while_confirmations_run() {
             1.0,
         ),
         ("upconfirm_hashed_bytes_total", 50_020.0),
+        (r#"upconfirm_db_group_size_count{step="start"}"#, 3.0),
+        (r#"upconfirm_db_group_size_count{step="complete"}"#, 1.0),
     ] {
         assert!(
             moved(series) >= at_least,

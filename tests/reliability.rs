@@ -11,14 +11,6 @@ use serde_json::{json, Value};
 
 use common::{random_bytes, str_field, wait_for, TestApp, API_ONLY, WORKER_ONLY};
 
-async fn task_row(app: &TestApp, task_id: &str) -> (String, Option<String>, i32) {
-    sqlx::query_as("SELECT status, error, attempts FROM tasks WHERE id = $1")
-        .bind(task_id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_past_the_delivery_limit_fails_its_task_and_can_be_replayed() {
     let app = TestApp::spawn_components(API_ONLY, |c| {
@@ -54,7 +46,7 @@ async fn a_job_past_the_delivery_limit_fails_its_task_and_can_be_replayed() {
     assert_eq!(task["status"], "FAILED", "{task}");
     let error = task["error"].as_str().unwrap_or_default().to_owned();
     assert!(error.contains("given up after"), "{error}");
-    let (_, _, attempts) = task_row(&app, &task_id).await;
+    let (_, _, attempts) = app.task_row(&task_id).await;
     assert!(attempts >= 2, "retried before giving up: {attempts}");
     assert!(error.contains("storage"), "the last error is kept: {error}");
     let upload = app.get_upload(&bucket, &upload_id).await;
@@ -245,7 +237,7 @@ async fn a_long_job_is_held_by_a_lease_not_by_the_broker_and_outlives_its_worker
     })
     .await;
     worker.kill().await;
-    let (status, _, _) = task_row(&app, &task_id).await;
+    let (status, _, _) = app.task_row(&task_id).await;
     assert_eq!(status, "IN_PROGRESS", "the worker died while hashing");
     // The message had been settled: nothing came back to the queue with the dead consumer.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -255,7 +247,7 @@ async fn a_long_job_is_held_by_a_lease_not_by_the_broker_and_outlives_its_worker
     let next = app.start_more(WORKER_ONLY).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, error, attempts) = task_row(&app, &task_id).await;
+        let (status, error, attempts) = app.task_row(&task_id).await;
         if status == "COMPLETED" {
             assert_eq!(attempts, 2, "one attempt per holder of the lease");
             break;

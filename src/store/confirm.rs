@@ -37,42 +37,64 @@ pub struct Started {
 /// Marks the task `IN_PROGRESS` when a worker may (re)start it, counting the attempt, and
 /// reads the upload and its namespace in the same round trip.
 pub async fn start(pool: &PgPool, task_id: &str, upload_id: &str) -> sqlx::Result<Start> {
-    let row: Option<PgRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH started AS (
+    let mut started = start_many(pool, &[(task_id.to_owned(), upload_id.to_owned())]).await?;
+    Ok(started.pop().unwrap_or(Start::Unknown))
+}
+
+/// [`start`] for several jobs, each a `(task_id, upload_id)`, in one statement and one
+/// commit: one result per job, in their order. The tasks are locked in id order, so that
+/// groups never wait in a cycle. A task named twice is started once, for both.
+pub async fn start_many(pool: &PgPool, jobs: &[(String, String)]) -> sqlx::Result<Vec<Start>> {
+    let (task_ids, upload_ids): (Vec<&str>, Vec<&str>) = jobs
+        .iter()
+        .map(|(task, upload)| (task.as_str(), upload.as_str()))
+        .unzip();
+    let rows: Vec<PgRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH job AS (
+            SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS j(task_id, upload_id, ord)
+         ), startable AS (
+            SELECT id FROM tasks
+            WHERE id = ANY($1) AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')
+            ORDER BY id FOR UPDATE
+         ), started AS (
             UPDATE tasks SET status = 'IN_PROGRESS', attempts = attempts + 1, updated_at = now()
-            WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')
-            RETURNING inputs
-         ), upload AS (
-            SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $2
+            FROM startable WHERE tasks.id = startable.id
+            RETURNING tasks.id AS task_id, tasks.inputs
          )
-         SELECT started.inputs AS task_inputs, upload.*, ns.id AS ns_id,
+         SELECT started.task_id IS NOT NULL AS started,
+            EXISTS (SELECT 1 FROM tasks WHERE tasks.id = job.task_id) AS known,
+            started.inputs AS task_inputs, {upload_columns}, ns.id AS ns_id,
             ns.organization_id AS ns_organization_id, ns.name AS ns_name,
             ns.max_file_size_bytes AS ns_max_file_size_bytes,
             ns.storage_quota_bytes AS ns_storage_quota_bytes,
             ns.storage_used_bytes AS ns_storage_used_bytes
-         FROM started
-         LEFT JOIN upload ON true
+         FROM job
+         LEFT JOIN started ON started.task_id = job.task_id
+         LEFT JOIN uploads u ON u.id = job.upload_id AND started.task_id IS NOT NULL
          LEFT JOIN LATERAL (
-            SELECT {NAMESPACE_COLUMNS} FROM namespaces WHERE namespaces.id = upload.namespace_id
-         ) ns ON true"
+            SELECT {NAMESPACE_COLUMNS} FROM namespaces WHERE namespaces.id = u.namespace_id
+         ) ns ON true
+         ORDER BY job.ord",
+        upload_columns = &*UPLOAD_COLUMNS_OF_U
     )))
-    .bind(task_id)
-    .bind(upload_id)
-    .fetch_optional(pool)
+    .bind(&task_ids)
+    .bind(&upload_ids)
+    .fetch_all(pool)
     .await?;
-    let Some(row) = row else {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)")
-            .bind(task_id)
-            .fetch_one(pool)
-            .await?;
-        return Ok(if exists {
+    rows.iter().map(started_job).collect()
+}
+
+/// One row of [`start_many`].
+fn started_job(row: &PgRow) -> sqlx::Result<Start> {
+    if !row.try_get::<bool, _>("started")? {
+        return Ok(if row.try_get::<bool, _>("known")? {
             Start::Terminal
         } else {
             Start::Unknown
         });
-    };
+    }
     let upload = match row.try_get::<Option<String>, _>("id")? {
-        Some(_) => Some(UploadRow::from_row(&row)?),
+        Some(_) => Some(UploadRow::from_row(row)?),
         None => None,
     };
     let namespace = match row.try_get::<Option<String>, _>("ns_id")? {

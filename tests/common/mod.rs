@@ -751,6 +751,15 @@ impl TestApp {
             .expect("count uploads of bucket")
     }
 
+    /// A task's status, error and attempts, read from its row.
+    pub async fn task_row(&self, task_id: &str) -> (String, Option<String>, i32) {
+        sqlx::query_as("SELECT status, error, attempts FROM tasks WHERE id = $1")
+            .bind(task_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("the task's row")
+    }
+
     pub async fn storage_used(&self) -> i64 {
         // The namespace row plus its usage ledger.
         upconfirm::store::tenancy::storage_used(&self.pool, &self.namespace_id)
