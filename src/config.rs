@@ -113,7 +113,7 @@ pub struct ConfirmConfig {
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
     /// Jobs one worker process runs at once (and its prefetch).
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 128)]
     pub worker_concurrency: u16,
 
     /// How content hashes are obtained.
