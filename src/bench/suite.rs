@@ -262,13 +262,19 @@ fn env_for(args: &SuiteArgs, prefix: &str) -> Vec<(String, String)> {
 }
 
 /// Progress on stderr, with the time since the run began.
-/// Lets the database settle before a measured phase: the dead rows of the previous phase are
-/// vacuumed and dirty pages written now, not by autovacuum or a checkpoint during the phase,
-/// whose CPU would be counted against it.
+/// Lets the machine settle before a measured phase: the dead rows of the previous phase are
+/// vacuumed and the database's dirty pages written now, not by autovacuum or a checkpoint
+/// during the phase, whose CPU would be counted against it; then every file's dirty pages
+/// (the objects just staged in the store) reach the disk, so that the phase's own fsyncs do
+/// not queue behind their writeback.
 async fn quiesce(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::raw_sql("VACUUM (ANALYZE)").execute(pool).await?;
     if let Err(err) = sqlx::raw_sql("CHECKPOINT").execute(pool).await {
         say(format!("  no CHECKPOINT before the phase ({err})"));
+    }
+    match tokio::process::Command::new("sync").status().await {
+        Ok(status) if status.success() => {}
+        other => say(format!("  no sync before the phase ({other:?})")),
     }
     Ok(())
 }
