@@ -145,9 +145,14 @@ impl Parser<'_> {
         let name = name
             .as_str()
             .ok_or_else(|| bad(&at(path, "field"), "field must be a string".into()))?;
+        // The SDK's models add `case_sensitive` to every element they serialize.
+        let case = match map.get("case_sensitive") {
+            Some(Value::Bool(b)) => *b,
+            _ => case,
+        };
         if let Some(extra) = map
             .keys()
-            .find(|k| !["field", "operator", "value"].contains(&k.as_str()))
+            .find(|k| !["field", "operator", "value", "case_sensitive"].contains(&k.as_str()))
         {
             return Err(bad(
                 &at(path, extra),
@@ -362,6 +367,7 @@ mod tests {
                           {"field": "is_duplicate", "value": true}]}),
         );
         ok(json!({"NOT": [{"field": "status", "operator": "in", "value": ["FAILED"]}]}));
+        ok(json!({"AND": [{"field": "status", "value": "FAILED", "case_sensitive": false}]}));
         ok(json!({"file_size_bytes": {"$gt": 1, "lte": 10}}));
         assert_eq!(ok(json!({})), Condition::All(vec![]));
         assert_eq!(parse(None, &FIELDS).unwrap(), Condition::All(vec![]));

@@ -141,10 +141,7 @@ mod tests {
             }
         );
         for (limit, offset) in [(Some(0), None), (Some(101), None), (None, Some(-1))] {
-            assert!(
-                parse(limit, offset, 100).is_err(),
-                "{limit:?} {offset:?}"
-            );
+            assert!(parse(limit, offset, 100).is_err(), "{limit:?} {offset:?}");
         }
         let p = parse(Some(10), Some(20), 100).unwrap();
         assert_eq!(p.pagination(31).next_offset, Some(30));
