@@ -2,7 +2,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -10,9 +11,9 @@ use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{
     parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
 };
-use super::tasks::task_json;
+use super::tasks::TaskResponse;
 use super::{buckets, uploads, AppState};
-use crate::confirm::{confirm_result, stored_failure, ConfirmOptions};
+use crate::confirm::{stored_failure, ConfirmOptions};
 use crate::domain::{confirm_is_async, new_id, IdKind, TaskStatus, TaskType, UploadStatus};
 use crate::queue::ConfirmJob;
 use crate::store::batch_confirm::{self, BatchStart, ItemRequest};
@@ -21,10 +22,17 @@ use crate::store::tasks::NewTask;
 use crate::store::uploads::{begin_confirmation, ConfirmStart};
 use crate::store::{self, TaskRow, UploadRow};
 
+/// The SDK's `ConfirmUploadRequest`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ConfirmBody {
+    /// Compared with S3's ETag (quotes and case ignored).
+    #[schema(min_length = 1, max_length = 1024)]
     etag: Option<String>,
+    /// Compared with the object's size.
+    #[schema(minimum = 1)]
     file_size_bytes: Option<i64>,
+    /// Create and submit a batch holding the new object.
     auto_submit_batch: Option<bool>,
 }
 
@@ -32,25 +40,93 @@ impl BodySchema for ConfirmBody {
     const FIELDS: &'static [&'static str] = &["etag", "file_size_bytes", "auto_submit_batch"];
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConfirmQuery {
+    /// Answer at once with a task_id instead of waiting for the result.
     #[serde(default, rename = "async")]
+    #[param(rename = "async")]
     run_async: bool,
+    /// Accepted and ignored: buckets here have no unique key for a policy to apply to.
+    #[allow(dead_code)]
+    policy: Option<String>,
 }
 
-fn async_answer(upload_id: &str, task_id: &str) -> Json<Value> {
-    Json(json!({
-        "upload_id": upload_id,
-        "status": UploadStatus::Processing.as_str(),
-        "task_id": task_id,
-        "message": format!("Confirmation in progress; poll GET /v1/tasks/{task_id}"),
-    }))
+/// The SDK's `ConfirmUploadResponse`: the result when it is ready (`COMPLETED`), else the
+/// async form `{upload_id, status: PROCESSING, task_id, message}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConfirmUploadResponse {
+    pub upload_id: String,
+    pub status: String,
+    pub etag: Option<String>,
+    pub file_size_bytes: Option<i64>,
+    pub file_hash: Option<String>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub object_id: Option<String>,
+    /// The confirmation's task; with a submitted batch, the batch's submit task.
+    pub task_id: Option<String>,
+    pub batch_id: Option<String>,
+    pub is_duplicate: bool,
+    pub duplicate_of_upload_id: Option<String>,
+    pub message: Option<String>,
 }
 
+impl ConfirmUploadResponse {
+    /// A confirmed upload's stored result.
+    pub fn completed(u: &UploadRow) -> Self {
+        ConfirmUploadResponse {
+            upload_id: u.id.clone(),
+            status: u.status.clone(),
+            etag: u.etag.clone(),
+            file_size_bytes: u.file_size_bytes,
+            file_hash: u.file_hash.clone(),
+            verified_at: u.verified_at,
+            completed_at: u.completed_at,
+            object_id: u.object_id.clone(),
+            task_id: u.batch_task_id.clone().or_else(|| u.task_id.clone()),
+            batch_id: u.batch_id.clone(),
+            is_duplicate: u.is_duplicate,
+            duplicate_of_upload_id: u.duplicate_of_upload_id.clone(),
+            message: u.message.clone(),
+        }
+    }
+
+    /// A confirmation still running.
+    pub fn in_progress(upload_id: &str, task_id: &str) -> Self {
+        ConfirmUploadResponse {
+            upload_id: upload_id.to_owned(),
+            status: UploadStatus::Processing.as_str().to_owned(),
+            etag: None,
+            file_size_bytes: None,
+            file_hash: None,
+            verified_at: None,
+            completed_at: None,
+            object_id: None,
+            task_id: Some(task_id.to_owned()),
+            batch_id: None,
+            is_duplicate: false,
+            duplicate_of_upload_id: None,
+            message: Some(format!(
+                "Confirmation in progress; poll GET /v1/tasks/{task_id}"
+            )),
+        }
+    }
+}
+
+fn async_answer(upload_id: &str, task_id: &str) -> Json<ConfirmUploadResponse> {
+    Json(ConfirmUploadResponse::in_progress(upload_id, task_id))
+}
+
+/// One item of a batch confirmation.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ConfirmItem {
+    #[schema(min_length = 1, max_length = 128)]
     upload_id: String,
+    #[schema(min_length = 1, max_length = 1024)]
     etag: Option<String>,
+    #[schema(minimum = 1)]
     file_size_bytes: Option<i64>,
 }
 
@@ -58,11 +134,32 @@ impl BodySchema for ConfirmItem {
     const FIELDS: &'static [&'static str] = &["upload_id", "etag", "file_size_bytes"];
 }
 
+/// The SDK's `BatchConfirmRequest`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchConfirmBody {
     /// 1 to 100 confirmations.
-    #[schema(value_type = Vec<ConfirmItem>)]
+    #[schema(value_type = Vec<ConfirmItem>, min_items = 1, max_items = 100)]
     confirmations: Vec<Value>,
+}
+
+/// `?policy=` of a batch confirmation: accepted and ignored (no unique keys here).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PolicyQuery {
+    /// Accepted and ignored.
+    #[allow(dead_code)]
+    policy: Option<String>,
+}
+
+/// The SDK's `BatchConfirmResponse`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchConfirmResponse {
+    pub task_id: String,
+    pub status: String,
+    pub confirmations_count: usize,
+    pub task: TaskResponse,
+    pub message: String,
 }
 
 impl BodySchema for BatchConfirmBody {
@@ -71,13 +168,23 @@ impl BodySchema for BatchConfirmBody {
 
 /// `POST /v1/buckets/{b}/uploads/confirm/batch`: always async. Each item is an ordinary
 /// confirmation (its own job, so workers run them side by side) that one parent task follows.
-#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/confirm/batch", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body = BatchConfirmBody, responses((status = 200, description = "{task_id, status, confirmations_count, task, message}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/confirm/batch", tag = "uploads", operation_id = "confirm_uploads_batch",
+    params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), PolicyQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
+    request_body = BatchConfirmBody,
+    responses((status = 200, description = "The batch confirmation's task, to poll", body = BatchConfirmResponse),
+        (status = 400, description = "Bad request", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "Unknown namespace, bucket or uploads (named)", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body; names the item", body = ErrorEnvelope)))]
 pub async fn confirm_batch(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiPath(bucket_ident): ApiPath<String>,
+    StrictQuery(_policy): StrictQuery<PolicyQuery>,
     StrictJson(body): StrictJson<BatchConfirmBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchConfirmResponse>, ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
     uploads::check_batch_len("confirmations", body.confirmations.len())?;
     let mut items = Vec::with_capacity(body.confirmations.len());
@@ -155,13 +262,17 @@ pub async fn confirm_batch(
         })
         .collect();
     publish_now(&state, &committed).await;
-    Ok(Json(json!({
-        "task_id": parent.id,
-        "status": parent.status,
-        "confirmations_count": items.len(),
-        "task": task_json(&parent),
-        "message": format!("{} confirmation(s) accepted; poll GET /v1/tasks/{}", items.len(), parent.id),
-    })))
+    Ok(Json(BatchConfirmResponse {
+        task_id: parent.id.clone(),
+        status: parent.status.clone(),
+        confirmations_count: items.len(),
+        task: TaskResponse::new(&parent),
+        message: format!(
+            "{} confirmation(s) accepted; poll GET /v1/tasks/{}",
+            items.len(),
+            parent.id
+        ),
+    }))
 }
 
 fn options_from(body: ConfirmBody) -> Result<ConfirmOptions, ApiError> {
@@ -182,14 +293,25 @@ fn options_from(body: ConfirmBody) -> Result<ConfirmOptions, ApiError> {
     })
 }
 
-#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}/confirm", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), ("async" = Option<bool>, Query, description = "Answer at once with a task_id"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body(content = Option<ConfirmBody>), responses((status = 200, description = "ConfirmUploadResponse, or {upload_id, status: PROCESSING, task_id, message} when async", body = Object), (status = 400, description = "Request refused in the current state", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 403, description = "Quota exceeded", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}/confirm", tag = "uploads", operation_id = "confirm_upload",
+    params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), ConfirmQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
+    request_body(content = Option<ConfirmBody>),
+    responses((status = 200, description = "The result (COMPLETED), or PROCESSING with a task_id when async or not ready within the sync bound", body = ConfirmUploadResponse),
+        (status = 400, description = "Verification failed (details.reason) or the upload was canceled", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 403, description = "Quota exceeded", body = ErrorEnvelope),
+        (status = 404, description = "Unknown namespace, bucket or upload", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body or query", body = ErrorEnvelope),
+        (status = 503, description = "Dependency unavailable; retry", body = ErrorEnvelope)))]
 pub async fn confirm(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiPath((bucket_ident, upload_id)): ApiPath<(String, String)>,
     StrictQuery(query): StrictQuery<ConfirmQuery>,
     OptionalJson(body): OptionalJson<ConfirmBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConfirmUploadResponse>, ApiError> {
     let began = Instant::now();
     let mut run_async = query.run_async;
     let answer = confirm_upload(
@@ -222,7 +344,7 @@ async fn confirm_upload(
     upload_id: &str,
     body: ConfirmBody,
     run_async: &mut bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConfirmUploadResponse>, ApiError> {
     let bucket = buckets::resolve(state, tenant, bucket_ident).await?;
     let mut upload = uploads::resolve(state, &bucket, upload_id).await?;
     let options = options_from(body)?;
@@ -237,7 +359,9 @@ async fn confirm_upload(
     for _ in 0..3 {
         let status = UploadStatus::parse(&upload.status);
         let task_id = match status {
-            Some(UploadStatus::Completed) => return Ok(Json(confirm_result(&upload))),
+            Some(UploadStatus::Completed) => {
+                return Ok(Json(ConfirmUploadResponse::completed(&upload)))
+            }
             Some(UploadStatus::Canceled) => {
                 return Err(ApiError::bad_request(
                     "the upload was canceled and cannot be confirmed",
@@ -378,7 +502,7 @@ async fn wait_for_result(
     state: &AppState,
     upload_id: &str,
     task_id: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConfirmUploadResponse>, ApiError> {
     let deadline = Instant::now() + state.settings.sync_wait;
     let mut events = state.events.subscribe(task_id);
     loop {
@@ -400,7 +524,7 @@ async fn settled(
     state: &AppState,
     task: &TaskRow,
     upload_id: &str,
-) -> Result<Option<Json<Value>>, ApiError> {
+) -> Result<Option<Json<ConfirmUploadResponse>>, ApiError> {
     // A worker found the object large: that confirmation is async, however far it got.
     let total = task
         .progress
@@ -415,7 +539,7 @@ async fn settled(
             let upload = store::uploads::find(&state.pool, upload_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("upload"))?;
-            Ok(Some(Json(confirm_result(&upload))))
+            Ok(Some(Json(ConfirmUploadResponse::completed(&upload))))
         }
         Some(TaskStatus::Failed) => Err(stored_failure(task.outputs.as_ref())),
         Some(TaskStatus::Canceled) => Err(ApiError::bad_request("the confirmation was canceled")),

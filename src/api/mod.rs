@@ -5,6 +5,7 @@ mod buckets;
 mod confirm;
 pub mod error;
 mod extract;
+mod filters;
 mod objects;
 pub mod openapi;
 mod pages;

@@ -1,48 +1,120 @@
-//! Limit/offset pagination, as every list route answers it.
+//! Pagination, as every list route takes and answers it: `limit`/`offset` or
+//! `page_size`/`page`, in the body or the query (the SDK sends them in the query).
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 
-/// A checked page request: `limit` 1..=100 (default 20), `offset` ≥ 0 (default 0).
+/// The paging parameters the SDK's list methods send in the query string. `cursor`,
+/// `next_cursor`, `after` and `include_total` are accepted and ignored: lists page by
+/// offset, and the total is always counted.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page (also `page_size`).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    #[param(minimum = 1, maximum = 1000)]
+    pub page_size: Option<i64>,
+    /// Items to skip (or `page`).
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
+    /// 1-based page number, used when `offset` is absent.
+    #[param(minimum = 1)]
+    pub page: Option<i64>,
+    /// Accepted and ignored: lists page by offset.
+    pub cursor: Option<String>,
+    /// Accepted and ignored.
+    pub next_cursor: Option<String>,
+    /// Accepted and ignored.
+    pub after: Option<String>,
+    /// Accepted and ignored: the total is always given.
+    pub include_total: Option<bool>,
+}
+
+/// What a body may say about paging; the body wins over the query.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageAsk {
+    pub limit: Option<i64>,
+    pub page_size: Option<i64>,
+    pub offset: Option<i64>,
+    pub page: Option<i64>,
+}
+
+/// A checked page request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     pub limit: i64,
     pub offset: i64,
 }
 
-impl Page {
-    pub const MAX_LIMIT: i64 = 100;
+/// The `pagination` object of every list answer: the SDK's `PaginationResponse` fields,
+/// and `limit`/`offset`/`next_offset` for offset paging.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Pagination {
+    pub total: i64,
+    /// 1-based number of this page.
+    pub page: i64,
+    pub page_size: i64,
+    pub total_pages: i64,
+    pub next_page: Option<String>,
+    pub previous_page: Option<String>,
+    pub next_cursor: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+    /// The offset of the next page; null on the last page.
+    pub next_offset: Option<i64>,
+}
 
-    pub fn parse(limit: Option<i64>, offset: Option<i64>) -> Result<Page, ApiError> {
-        let limit = limit.unwrap_or(20);
-        if !(1..=Self::MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid(
-                "value_error",
-                &["body", "limit"],
-                format!("limit must be between 1 and {}", Self::MAX_LIMIT),
+fn out_of_range(field: &str, message: String) -> ApiError {
+    ApiError::invalid("value_error", &["body", field], message)
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: i64 = 20;
+
+    /// `body` first, then `query`; `max` is the largest page the route serves.
+    pub fn resolve(body: PageAsk, query: &PageQuery, max: i64) -> Result<Page, ApiError> {
+        let limit = body
+            .limit
+            .or(body.page_size)
+            .or(query.limit)
+            .or(query.page_size)
+            .unwrap_or(Self::DEFAULT_LIMIT);
+        if !(1..=max).contains(&limit) {
+            return Err(out_of_range(
+                "limit",
+                format!("limit (page_size) must be between 1 and {max}"),
             ));
         }
-        let offset = offset.unwrap_or(0);
-        if offset < 0 {
-            return Err(ApiError::invalid(
-                "greater_than_equal",
-                &["body", "offset"],
-                "offset must be 0 or more",
-            ));
-        }
+        let offset = match (body.offset.or(query.offset), body.page.or(query.page)) {
+            (Some(offset), _) if offset < 0 => {
+                return Err(out_of_range("offset", "offset must be 0 or more".into()))
+            }
+            (Some(offset), _) => offset,
+            (None, Some(page)) if page < 1 => {
+                return Err(out_of_range("page", "page starts at 1".into()))
+            }
+            (None, Some(page)) => (page - 1).saturating_mul(limit),
+            (None, None) => 0,
+        };
         Ok(Page { limit, offset })
     }
 
-    /// `{total, limit, offset, next_offset}`; `next_offset` is null on the last page.
-    pub fn json(&self, total: i64) -> Value {
+    pub fn pagination(&self, total: i64) -> Pagination {
         let next = self.offset.saturating_add(self.limit);
-        json!({
-            "total": total,
-            "limit": self.limit,
-            "offset": self.offset,
-            "next_offset": (next < total).then_some(next),
-        })
+        Pagination {
+            total,
+            page: self.offset / self.limit + 1,
+            page_size: self.limit,
+            total_pages: (total + self.limit - 1) / self.limit,
+            next_page: None,
+            previous_page: None,
+            next_cursor: None,
+            limit: self.limit,
+            offset: self.offset,
+            next_offset: (next < total).then_some(next),
+        }
     }
 }
 
@@ -50,20 +122,71 @@ impl Page {
 mod tests {
     use super::*;
 
+    fn parse(limit: Option<i64>, offset: Option<i64>, max: i64) -> Result<Page, ApiError> {
+        let body = PageAsk {
+            limit,
+            offset,
+            ..PageAsk::default()
+        };
+        Page::resolve(body, &PageQuery::default(), max)
+    }
+
     #[test]
     fn pages() {
         assert_eq!(
-            Page::parse(None, None).unwrap(),
+            parse(None, None, 100).unwrap(),
             Page {
                 limit: 20,
                 offset: 0
             }
         );
         for (limit, offset) in [(Some(0), None), (Some(101), None), (None, Some(-1))] {
-            assert!(Page::parse(limit, offset).is_err(), "{limit:?} {offset:?}");
+            assert!(parse(limit, offset, 100).is_err(), "{limit:?} {offset:?}");
         }
-        let p = Page::parse(Some(10), Some(20)).unwrap();
-        assert_eq!(p.json(31)["next_offset"], 30);
-        assert_eq!(p.json(30)["next_offset"], Value::Null);
+        let p = parse(Some(10), Some(20), 100).unwrap();
+        assert_eq!(p.pagination(31).next_offset, Some(30));
+        assert_eq!(p.pagination(31).page, 3);
+        assert_eq!(p.pagination(31).total_pages, 4);
+        assert_eq!(p.pagination(30).next_offset, None);
+        assert_eq!(p.pagination(0).total_pages, 0);
+    }
+
+    #[test]
+    fn query_and_page_numbers() {
+        let query = PageQuery {
+            page_size: Some(5),
+            page: Some(3),
+            ..PageQuery::default()
+        };
+        assert_eq!(
+            Page::resolve(PageAsk::default(), &query, 100).unwrap(),
+            Page {
+                limit: 5,
+                offset: 10
+            }
+        );
+        let body = PageAsk {
+            limit: Some(7),
+            offset: Some(1),
+            ..PageAsk::default()
+        };
+        assert_eq!(
+            Page::resolve(body, &query, 100).unwrap(),
+            Page {
+                limit: 7,
+                offset: 1
+            }
+        );
+        let zero_page = PageQuery {
+            page: Some(0),
+            ..PageQuery::default()
+        };
+        assert!(Page::resolve(PageAsk::default(), &zero_page, 100).is_err());
+        let big = PageQuery {
+            limit: Some(1000),
+            ..PageQuery::default()
+        };
+        assert!(Page::resolve(PageAsk::default(), &big, 1000).is_ok());
+        assert!(Page::resolve(PageAsk::default(), &big, 100).is_err());
     }
 }

@@ -4,54 +4,143 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::buckets::sort_term;
 use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{ApiPath, BodySchema, Caller, OptionalJson, StrictQuery};
-use super::pages::Page;
+use super::filters::{self, Field};
+use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::AppState;
 use crate::domain::{TaskStatus, TaskType};
 use crate::store::cancel::{cancel_task, CancelOutcome};
+use crate::store::filter::{ColumnKind, Comparison, Condition, Scalar, TextMatch};
 use crate::store::{tasks, TaskRow};
 
 /// Longest a long-poll holds a request (seconds).
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
-pub fn task_json(t: &TaskRow) -> Value {
-    json!({
-        "task_id": t.id,
-        "task_type": t.task_type,
-        "status": t.status,
-        "inputs": t.inputs,
-        "outputs": t.outputs,
-        "additional_data": t.additional_data,
-        "error": t.error,
-        "progress": t.progress,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-    })
+/// Every status the SDK's `TaskStatusEnum` names; ours are a subset.
+pub const SDK_STATUSES: [&str; 16] = [
+    "PENDING",
+    "QUEUED",
+    "IN_PROGRESS",
+    "PROCESSING",
+    "COMPLETED",
+    "COMPLETED_WITH_ERRORS",
+    "FAILED",
+    "CANCELED",
+    "INTERRUPTED",
+    "UNKNOWN",
+    "SKIPPED",
+    "DRAFT",
+    "ACTIVE",
+    "ARCHIVED",
+    "SUSPENDED",
+    "DEACTIVATED",
+];
+
+/// A task, as the SDK's `TaskResponse` parses it: `inputs` and `outputs` are lists.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskResponse {
+    pub task_id: String,
+    /// `api_buckets_uploads_confirm`, `api_buckets_uploads_batch_confirm` or
+    /// `api_buckets_batches_submit`.
+    pub task_type: String,
+    pub status: String,
+    /// A confirmation: `[{upload_id, bucket_id, options}]`; a batch confirmation: one
+    /// `{upload_id, options}` per item, in request order.
+    #[schema(value_type = Vec<Object>)]
+    pub inputs: Vec<Value>,
+    /// A confirmation: `[result]` (or `[{upload_id, status_code, error}]` when it failed);
+    /// a batch confirmation: one result per item, in request order.
+    #[schema(value_type = Vec<Object>)]
+    pub outputs: Vec<Value>,
+    /// A batch confirmation's counts (`total`, `completed`, `failed`, `canceled`,
+    /// `duplicates`) and its `bucket_id`.
+    #[schema(value_type = Option<Object>)]
+    pub additional_data: Option<Value>,
+    pub error: Option<String>,
+    /// `{bytes_done, bytes_total, percentage}` while a large object is hashed.
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored object `key: [items]` gives its items; any other object is a list of one.
+fn as_list(stored: Option<&Value>, key: &str, rest: &mut Map<String, Value>) -> Vec<Value> {
+    match stored {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(Value::Object(map)) => match map.get(key) {
+            Some(Value::Array(items)) => {
+                for (k, v) in map {
+                    if k != key {
+                        rest.insert(k.clone(), v.clone());
+                    }
+                }
+                items.clone()
+            }
+            _ => vec![Value::Object(map.clone())],
+        },
+        Some(other) => vec![other.clone()],
+    }
+}
+
+impl TaskResponse {
+    pub fn new(t: &TaskRow) -> Self {
+        let mut extra = match &t.additional_data {
+            Some(Value::Object(map)) => map.clone(),
+            _ => Map::new(),
+        };
+        let inputs = as_list(Some(&t.inputs), "confirmations", &mut extra);
+        let outputs = as_list(t.outputs.as_ref(), "results", &mut extra);
+        TaskResponse {
+            task_id: t.id.clone(),
+            task_type: t.task_type.clone(),
+            status: t.status.clone(),
+            inputs,
+            outputs,
+            additional_data: (!extra.is_empty() || t.additional_data.is_some())
+                .then_some(Value::Object(extra)),
+            error: t.error.clone(),
+            progress: t.progress.clone(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
 }
 
 fn is_terminal(task: &TaskRow) -> bool {
     TaskStatus::parse(&task.status).is_some_and(TaskStatus::is_terminal)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TaskQuery {
+    /// Hold the request up to this many seconds until the task is terminal.
+    #[param(minimum = 0, maximum = 60)]
     wait_seconds: Option<u64>,
 }
 
 /// With `wait_seconds`, the request is held until the task is terminal or that time passes;
 /// it wakes on the task's change notice, not by polling.
-#[utoipa::path(get, path = "/v1/tasks/{task_id}", tag = "tasks", params(("task_id" = String, Path), ("wait_seconds" = Option<u64>, Query, description = "Hold the request up to this many seconds (max 60) until the task is terminal")), responses((status = 200, description = "TaskResponse", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+#[utoipa::path(get, path = "/v1/tasks/{task_id}", tag = "tasks", operation_id = "get_task",
+    params(("task_id" = String, Path), TaskQuery),
+    responses((status = 200, description = "The task", body = TaskResponse),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "Unknown task", body = ErrorEnvelope),
+        (status = 422, description = "Invalid query", body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(task_id): ApiPath<String>,
     StrictQuery(query): StrictQuery<TaskQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskResponse>, ApiError> {
     let wait = query.wait_seconds.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
         return Err(ApiError::invalid(
@@ -63,7 +152,7 @@ pub async fn get(
     let find = || tasks::find_for_organization(&state.pool, &caller.organization_id, &task_id);
     if wait == 0 {
         let task = find().await?.ok_or_else(|| ApiError::not_found("task"))?;
-        return Ok(Json(task_json(&task)));
+        return Ok(Json(TaskResponse::new(&task)));
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
     // Subscribed before the first read, so a change between the two is not missed.
@@ -71,43 +160,112 @@ pub async fn get(
     loop {
         let task = find().await?.ok_or_else(|| ApiError::not_found("task"))?;
         if is_terminal(&task) || Instant::now() >= deadline {
-            return Ok(Json(task_json(&task)));
+            return Ok(Json(TaskResponse::new(&task)));
         }
         events.changed_before(deadline).await;
     }
 }
 
+/// The SDK's `ListTasksRequest` (and `limit`/`offset`, which it sends in the query).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListTasks {
+    /// A `TaskStatusEnum` value.
     status: Option<String>,
+    /// A `TaskType` value.
     task_type: Option<String>,
+    /// `{AND|OR|NOT: [{field, operator, value}]}` or `{field: value}` on task_id, status,
+    /// task_type.
+    #[schema(value_type = Option<Object>)]
+    filters: Option<Value>,
+    /// `{field: "created_at", direction}`.
+    #[schema(value_type = Option<Object>)]
+    sort: Option<Value>,
+    /// Matched anywhere in the task id or type.
+    #[schema(max_length = 255)]
+    search: Option<String>,
+    #[schema(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    #[schema(minimum = 0)]
     offset: Option<i64>,
 }
 
 impl BodySchema for ListTasks {
-    const FIELDS: &'static [&'static str] = &["status", "task_type", "limit", "offset"];
+    const FIELDS: &'static [&'static str] = &[
+        "status",
+        "task_type",
+        "filters",
+        "sort",
+        "search",
+        "limit",
+        "offset",
+    ];
+}
+
+/// The SDK's `ListTasksResponse`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ListTasksResponse {
+    pub results: Vec<TaskResponse>,
+    pub pagination: Pagination,
+    /// How many tasks match, as `pagination.total`.
+    pub total_count: i64,
+}
+
+const TASK_FIELDS: [Field; 3] = [
+    Field::new("task_id", "id", ColumnKind::Text),
+    Field::new("status", "status", ColumnKind::Text).one_of(&SDK_STATUSES),
+    Field::new("task_type", "task_type", ColumnKind::Text),
+];
+
+fn equals(column: &'static str, value: String) -> Condition {
+    Condition::Compare {
+        column,
+        op: Comparison::Eq,
+        value: Scalar::Text(value),
+        case_sensitive: true,
+    }
 }
 
 /// `POST /v1/tasks/list`: the organization's tasks, newest first.
-#[utoipa::path(post, path = "/v1/tasks/list", tag = "tasks", request_body(content = Option<ListTasks>), responses((status = 200, description = "{results, pagination}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+#[utoipa::path(post, path = "/v1/tasks/list", tag = "tasks", operation_id = "list_tasks",
+    params(PageQuery),
+    request_body(content = Option<ListTasks>),
+    responses((status = 200, description = "A page of tasks", body = ListTasksResponse),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    StrictQuery(query): StrictQuery<PageQuery>,
     OptionalJson(body): OptionalJson<ListTasks>,
-) -> Result<Json<Value>, ApiError> {
-    let page = Page::parse(body.limit, body.offset)?;
-    if let Some(status) = &body.status {
-        if TaskStatus::parse(status).is_none() {
+) -> Result<Json<ListTasksResponse>, ApiError> {
+    let page = Page::resolve(
+        PageAsk {
+            limit: body.limit,
+            offset: body.offset,
+            ..PageAsk::default()
+        },
+        &query,
+        1000,
+    )?;
+    let mut filter = vec![filters::parse(body.filters.as_ref(), &TASK_FIELDS)?];
+    if let Some(status) = body.status {
+        if !SDK_STATUSES.contains(&status.as_str()) {
             return Err(ApiError::invalid(
                 "enum",
                 &["body", "status"],
-                format!("'{status}' is not a task status"),
+                format!(
+                    "'{status}' is not a task status ({})",
+                    SDK_STATUSES.join(", ")
+                ),
             ));
         }
+        filter.push(equals("status", status));
     }
-    if let Some(kind) = &body.task_type {
-        if TaskType::parse(kind).is_none() {
+    if let Some(kind) = body.task_type {
+        if TaskType::parse(&kind).is_none() {
             let known: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
             return Err(ApiError::invalid(
                 "enum",
@@ -115,50 +273,110 @@ pub async fn list(
                 format!("'{kind}' is not a task type ({})", known.join(", ")),
             ));
         }
+        filter.push(equals("task_type", kind));
     }
+    if let Some(search) = body.search.filter(|s| !s.is_empty()) {
+        filter.push(Condition::Any(
+            ["id", "task_type"]
+                .into_iter()
+                .map(|column| Condition::Text {
+                    column,
+                    how: TextMatch::Contains,
+                    pattern: search.clone(),
+                    case_sensitive: false,
+                })
+                .collect(),
+        ));
+    }
+    let oldest_first = match body.sort.as_ref().filter(|s| !s.is_null()) {
+        None => false,
+        Some(sort) => {
+            sort_term(sort, &[("created_at", "created_at")], &["body", "sort"])?.contains("ASC")
+        }
+    };
     let (rows, total) = tasks::list(
         &state.pool,
         &caller.organization_id,
-        body.status.as_deref(),
-        body.task_type.as_deref(),
+        &Condition::All(filter),
+        oldest_first,
         page.limit,
         page.offset,
     )
     .await?;
-    Ok(Json(json!({
-        "results": rows.iter().map(task_json).collect::<Vec<_>>(),
-        "pagination": page.json(total),
-    })))
+    Ok(Json(ListTasksResponse {
+        results: rows.iter().map(TaskResponse::new).collect(),
+        pagination: page.pagination(total),
+        total_count: total,
+    }))
+}
+
+/// The SDK's `GenericDeleteResponse`, with the task and its status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KillResponse {
+    pub success: bool,
+    pub message: String,
+    pub task_id: String,
+    pub status: String,
 }
 
 /// `DELETE /v1/tasks/{task_id}`: a task not yet terminal becomes `CANCELED`, and its job
-/// changes nothing when it runs. Canceling a canceled task again is fine.
-#[utoipa::path(delete, path = "/v1/tasks/{task_id}", tag = "tasks", params(("task_id" = String, Path)), responses((status = 200, description = "{success: true, message}", body = Object), (status = 400, description = "Request refused in the current state", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]
+/// changes nothing when it runs. Killing a task that has ended changes nothing and succeeds.
+#[utoipa::path(delete, path = "/v1/tasks/{task_id}", tag = "tasks", operation_id = "kill_task",
+    params(("task_id" = String, Path)),
+    responses((status = 200, description = "Canceled, or already ended", body = KillResponse),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "Unknown task", body = ErrorEnvelope)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(task_id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    match cancel_task(&state.pool, &caller.organization_id, &task_id).await? {
-        CancelOutcome::NotFound => Err(ApiError::not_found("task")),
-        CancelOutcome::Canceled(task) => Ok(Json(json!({
-            "success": true,
-            "message": format!("Task {} canceled", task.id),
-            "task_id": task.id,
-            "status": task.status,
-        }))),
-        CancelOutcome::AlreadyCanceled(task) => Ok(Json(json!({
-            "success": true,
-            "message": format!("Task {} was already canceled", task.id),
-            "task_id": task.id,
-            "status": task.status,
-        }))),
-        CancelOutcome::Terminal(task) => Err(ApiError::BadRequest {
-            message: format!(
-                "task {} already ended {}; there is nothing to cancel",
+) -> Result<Json<KillResponse>, ApiError> {
+    let (task, message) = match cancel_task(&state.pool, &caller.organization_id, &task_id).await? {
+        CancelOutcome::NotFound => return Err(ApiError::not_found("task")),
+        CancelOutcome::Canceled(task) => {
+            let message = format!("Task {} canceled", task.id);
+            (task, message)
+        }
+        CancelOutcome::AlreadyCanceled(task) => {
+            let message = format!("Task {} was already canceled", task.id);
+            (task, message)
+        }
+        CancelOutcome::Terminal(task) => {
+            let message = format!(
+                "Task {} already ended {}; nothing to cancel",
                 task.id, task.status
-            ),
-            details: json!({ "status": task.status }),
-        }),
+            );
+            (task, message)
+        }
+    };
+    Ok(Json(KillResponse {
+        success: true,
+        message,
+        task_id: task.id,
+        status: task.status,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_objects_become_lists() {
+        let mut rest = Map::new();
+        let single = json!({"upload_id": "upl_1", "status": "COMPLETED"});
+        assert_eq!(
+            as_list(Some(&single), "results", &mut rest),
+            vec![single.clone()]
+        );
+        assert!(rest.is_empty());
+        let batch = json!({"results": [{"upload_id": "a"}, {"upload_id": "b"}], "total": 2});
+        let items = as_list(Some(&batch), "results", &mut rest);
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1]["upload_id"], "b");
+        assert_eq!(rest["total"], 2);
+        assert!(as_list(None, "results", &mut rest).is_empty());
+        assert!(as_list(Some(&Value::Null), "results", &mut rest).is_empty());
     }
 }

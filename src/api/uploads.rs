@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::buckets;
@@ -14,28 +16,48 @@ use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{
     parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
 };
-use super::pages::Page;
+use super::filters::{self, Field};
+use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::AppState;
 use crate::domain::{
     blob_type_for, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename, IdKind,
-    InvalidValue, UploadStatus,
+    InvalidValue,
 };
-use crate::store::uploads::{self, NewUpload, UploadCancel, UploadFilter, UploadSort};
+use crate::store::filter::{ColumnKind, Condition, TextMatch};
+use crate::store::uploads::{self, NewUpload, UploadCancel, UploadSort};
 use crate::store::{BucketRow, NamespaceRow, UploadRow};
 
+/// The SDK's `CreateUploadRequest`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUpload {
+    /// No `/`, `\\`, `..` or control characters; its UTF-8 must fit the S3 key.
+    #[schema(min_length = 1, max_length = 255)]
     filename: String,
+    /// A MIME type `type/subtype`; the PUT must send the same `Content-Type`.
+    #[schema(
+        min_length = 3,
+        max_length = 255,
+        pattern = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
+    )]
     content_type: String,
+    #[schema(minimum = 1)]
     file_size_bytes: Option<i64>,
+    /// Seconds the PUT URL is valid (default 3600).
+    #[schema(minimum = 60, maximum = 86400)]
     presigned_url_expiration: Option<i64>,
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Map<String, Value>>,
     create_object_on_confirm: Option<bool>,
     #[schema(value_type = Option<Object>)]
     object_metadata: Option<serde_json::Map<String, Value>>,
+    /// Default: the schema's one property of the blob's type, else the filename's stem.
+    #[schema(pattern = r"^[A-Za-z0-9_]+$", max_length = 255)]
     blob_property: Option<String>,
+    /// A `BucketSchemaFieldType` (any case); default from the content type.
     blob_type: Option<String>,
+    /// The SHA-256 of the content, 64 lower-case hex characters.
+    #[schema(pattern = r"^[0-9a-f]{64}$", min_length = 64, max_length = 64)]
     file_hash: Option<String>,
     skip_duplicates: Option<bool>,
 }
@@ -56,37 +78,82 @@ impl BodySchema for CreateUpload {
     ];
 }
 
-/// The wire form of an upload; the PUT URL only on creation.
-pub fn upload_json(u: &UploadRow, presigned_url: Option<&str>) -> Value {
-    json!({
-        "upload_id": u.id,
-        "bucket_id": u.bucket_id,
-        "filename": u.filename,
-        "content_type": u.content_type,
-        "file_size_bytes": u.file_size_bytes,
-        "presigned_url": presigned_url,
-        "presigned_url_expiration": u.presigned_url_expiration,
-        "s3_key": u.s3_key,
-        "status": u.status,
-        "metadata": u.metadata,
-        "create_object_on_confirm": u.create_object_on_confirm,
-        "object_metadata": u.object_metadata,
-        "blob_property": u.blob_property,
-        "blob_type": u.blob_type,
-        "file_hash": u.file_hash,
-        "skip_duplicates": u.skip_duplicates,
-        "is_duplicate": u.is_duplicate,
-        "duplicate_of_upload_id": u.duplicate_of_upload_id,
-        "message": u.message,
-        "created_at": u.created_at,
-        "expires_at": u.expires_at,
-        "verified_at": u.verified_at,
-        "completed_at": u.completed_at,
-        "etag": u.etag,
-        "object_id": u.object_id,
-        "task_id": u.task_id,
-        "error": u.error,
-    })
+/// An upload, as the SDK's `UploadResponse` parses it; the PUT URL only on creation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadResponse {
+    pub upload_id: String,
+    pub bucket_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub file_size_bytes: Option<i64>,
+    pub presigned_url: Option<String>,
+    pub presigned_url_expiration: i32,
+    pub s3_key: String,
+    /// `PENDING`, `PROCESSING`, `COMPLETED`, `FAILED` or `CANCELED`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    pub create_object_on_confirm: bool,
+    #[schema(value_type = Option<Object>)]
+    pub object_metadata: Option<Value>,
+    pub blob_property: String,
+    pub blob_type: String,
+    pub file_hash: Option<String>,
+    pub skip_duplicates: bool,
+    pub is_duplicate: bool,
+    pub duplicate_of_upload_id: Option<String>,
+    /// Always false: buckets have no unique keys here.
+    pub skipped_unique_key: bool,
+    /// On a duplicate, the original's object.
+    pub existing_object_id: Option<String>,
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub etag: Option<String>,
+    pub object_id: Option<String>,
+    pub task_id: Option<String>,
+    pub batch_id: Option<String>,
+    /// Why the upload failed, when it did.
+    pub error: Option<String>,
+}
+
+impl UploadResponse {
+    pub fn new(u: &UploadRow, presigned_url: Option<String>) -> Self {
+        UploadResponse {
+            upload_id: u.id.clone(),
+            bucket_id: u.bucket_id.clone(),
+            filename: u.filename.clone(),
+            content_type: u.content_type.clone(),
+            file_size_bytes: u.file_size_bytes,
+            presigned_url,
+            presigned_url_expiration: u.presigned_url_expiration,
+            s3_key: u.s3_key.clone(),
+            status: u.status.clone(),
+            metadata: u.metadata.clone(),
+            create_object_on_confirm: u.create_object_on_confirm,
+            object_metadata: u.object_metadata.clone(),
+            blob_property: u.blob_property.clone(),
+            blob_type: u.blob_type.clone(),
+            file_hash: u.file_hash.clone(),
+            skip_duplicates: u.skip_duplicates,
+            is_duplicate: u.is_duplicate,
+            duplicate_of_upload_id: u.duplicate_of_upload_id.clone(),
+            skipped_unique_key: false,
+            existing_object_id: None,
+            message: u.message.clone(),
+            created_at: u.created_at,
+            expires_at: u.expires_at,
+            verified_at: u.verified_at,
+            completed_at: u.completed_at,
+            etag: u.etag.clone(),
+            object_id: u.object_id.clone(),
+            task_id: u.task_id.clone(),
+            batch_id: u.batch_id.clone(),
+            error: u.error.clone(),
+        }
+    }
 }
 
 fn field_error(field: &str) -> impl Fn(InvalidValue) -> ApiError + '_ {
@@ -220,7 +287,7 @@ fn now_micros() -> DateTime<Utc> {
 /// What creating one upload comes to, once validated.
 enum Prepared {
     /// The content is already in the bucket: the original, answered as a duplicate.
-    Duplicate(Value),
+    Duplicate(Box<UploadResponse>),
     /// A new upload to store, with its PUT URL.
     New(Box<NewUpload>, String),
 }
@@ -274,14 +341,15 @@ async fn prepare(
         if let Some(original) =
             uploads::find_original(&state.pool, &bucket.id, hash.as_str()).await?
         {
-            let mut answer = upload_json(&original, None);
-            answer["is_duplicate"] = json!(true);
-            answer["duplicate_of_upload_id"] = json!(original.id);
-            answer["message"] = json!(format!(
+            let mut answer = UploadResponse::new(&original, None);
+            answer.is_duplicate = true;
+            answer.duplicate_of_upload_id = Some(original.id.clone());
+            answer.existing_object_id = original.object_id.clone();
+            answer.message = Some(format!(
                 "Content already uploaded as {}; nothing to upload",
                 original.id
             ));
-            return Ok(Prepared::Duplicate(answer));
+            return Ok(Prepared::Duplicate(Box::new(answer)));
         }
     }
 
@@ -328,9 +396,9 @@ async fn prepare(
 }
 
 /// The answer for a created upload: with its PUT URL and what to do with it.
-fn created_json(upload: &UploadRow, presigned_url: &str) -> Value {
-    let mut answer = upload_json(upload, Some(presigned_url));
-    answer["message"] = json!(format!(
+fn created_answer(upload: &UploadRow, presigned_url: String) -> UploadResponse {
+    let mut answer = UploadResponse::new(upload, Some(presigned_url));
+    answer.message = Some(format!(
         "PUT the file to presigned_url with Content-Type: {} before {}, then confirm",
         upload.content_type,
         upload.expires_at.to_rfc3339()
@@ -338,27 +406,39 @@ fn created_json(upload: &UploadRow, presigned_url: &str) -> Value {
     answer
 }
 
-#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body = CreateUpload, responses((status = 201, description = "UploadResponse with its presigned_url", body = Object), (status = 200, description = "Duplicate: the existing upload, is_duplicate true", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 403, description = "Quota exceeded", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads", tag = "uploads", operation_id = "create_upload",
+    params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
+    request_body = CreateUpload,
+    responses((status = 200, description = "The new upload with its presigned_url; or, for content already in the bucket, the original with is_duplicate true and no URL", body = UploadResponse),
+        (status = 400, description = "Bad request", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 403, description = "Quota exceeded", body = ErrorEnvelope),
+        (status = 404, description = "Unknown namespace or bucket", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiPath(bucket_ident): ApiPath<String>,
     StrictJson(body): StrictJson<CreateUpload>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Json<UploadResponse>, ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
     match prepare(&state, &tenant, &bucket, body).await? {
-        Prepared::Duplicate(answer) => Ok((StatusCode::OK, Json(answer))),
+        Prepared::Duplicate(answer) => Ok(Json(*answer)),
         Prepared::New(new, url) => {
             let upload = uploads::insert(&state.pool, &new).await?;
-            Ok((StatusCode::CREATED, Json(created_json(&upload, &url))))
+            Ok(Json(created_answer(&upload, url)))
         }
     }
 }
 
+/// The SDK's `BatchUploadRequest`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchCreate {
     /// 1 to 100 uploads, each as `POST .../uploads` takes it.
-    #[schema(value_type = Vec<CreateUpload>)]
+    #[schema(value_type = Vec<CreateUpload>, min_items = 1, max_items = 100)]
     uploads: Vec<Value>,
     #[schema(value_type = Option<Object>)]
     shared_metadata: Option<serde_json::Map<String, Value>>,
@@ -402,14 +482,31 @@ fn merged(
     }
 }
 
+/// The SDK's `BatchUploadResponse`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchUploadResponse {
+    pub uploads: Vec<UploadResponse>,
+    pub total: usize,
+}
+
 /// `POST /v1/buckets/{b}/uploads/batch`: all items are valid and created, or none is.
-#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/batch", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body = BatchCreate, responses((status = 200, description = "{uploads: [UploadResponse in request order], total}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 403, description = "Quota exceeded", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/batch", tag = "uploads", operation_id = "create_uploads_batch",
+    params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
+    request_body = BatchCreate,
+    responses((status = 200, description = "The uploads in request order", body = BatchUploadResponse),
+        (status = 400, description = "Bad request", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 403, description = "Quota exceeded", body = ErrorEnvelope),
+        (status = 404, description = "Unknown namespace or bucket", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body; names the item", body = ErrorEnvelope)))]
 pub async fn create_batch(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiPath(bucket_ident): ApiPath<String>,
     StrictJson(body): StrictJson<BatchCreate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchUploadResponse>, ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
     check_batch_len("uploads", body.uploads.len())?;
     let mut prepared = Vec::with_capacity(body.uploads.len());
@@ -434,16 +531,19 @@ pub async fn create_batch(
     let mut answers = Vec::with_capacity(prepared.len());
     for p in prepared {
         answers.push(match p {
-            Prepared::Duplicate(answer) => answer,
+            Prepared::Duplicate(answer) => *answer,
             Prepared::New(_, url) => {
                 let row = stored.next().ok_or_else(|| {
                     ApiError::Internal(anyhow::anyhow!("a created upload was not returned"))
                 })?;
-                created_json(&row, &url)
+                created_answer(&row, url)
             }
         });
     }
-    Ok(Json(json!({ "total": answers.len(), "uploads": answers })))
+    Ok(Json(BatchUploadResponse {
+        total: answers.len(),
+        uploads: answers,
+    }))
 }
 
 /// The upload a path names, in the bucket.
@@ -457,114 +557,144 @@ pub async fn resolve(
         .ok_or_else(|| ApiError::not_found("upload"))
 }
 
-#[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 200, description = "UploadResponse (never the PUT URL again)", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope)))]
+/// `GET .../uploads/{upload_id}` query: `return_presigned_urls` is accepted and ignored,
+/// since a PUT URL is given once, at creation.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetUploadQuery {
+    /// Accepted and ignored.
+    #[allow(dead_code)]
+    return_presigned_urls: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", operation_id = "get_upload",
+    params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), GetUploadQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
+    responses((status = 200, description = "The upload (never its PUT URL again)", body = UploadResponse),
+        (status = 400, description = "Bad request", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "Unknown namespace, bucket or upload", body = ErrorEnvelope),
+        (status = 422, description = "Invalid query", body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiPath((bucket_ident, upload_id)): ApiPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+    StrictQuery(_query): StrictQuery<GetUploadQuery>,
+) -> Result<Json<UploadResponse>, ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
-    Ok(Json(upload_json(
+    Ok(Json(UploadResponse::new(
         &resolve(&state, &bucket, &upload_id).await?,
         None,
     )))
 }
 
-/// `filters.status`: one status or several.
+/// The SDK's `ListUploadsRequest`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct UploadFilters {
-    status: Option<OneOrMany>,
-    is_duplicate: Option<bool>,
-}
-
-impl BodySchema for UploadFilters {
-    const FIELDS: &'static [&'static str] = &["status", "is_duplicate"];
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct SortSpec {
-    field: String,
-    direction: Option<String>,
-}
-
-impl BodySchema for SortSpec {
-    const FIELDS: &'static [&'static str] = &["field", "direction"];
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListUploads {
-    #[schema(value_type = Option<UploadFilters>)]
+    /// `{AND|OR|NOT: [{field, operator, value}], case_sensitive}` or `{field: value}`, on
+    /// status, is_duplicate, filename, content_type, file_hash, upload_id, file_size_bytes,
+    /// blob_property, blob_type, object_id, task_id.
+    #[schema(value_type = Option<Object>)]
     filters: Option<Value>,
+    /// Matched anywhere in the filename, case-insensitively.
+    #[schema(max_length = 255)]
     search: Option<String>,
-    #[schema(value_type = Option<SortSpec>)]
+    /// `{field, direction}`: created_at, updated_at, filename, file_size_bytes or status.
+    #[schema(value_type = Option<Object>)]
     sort: Option<Value>,
+    /// Accepted and ignored: a PUT URL is given once, at creation.
+    #[allow(dead_code)]
+    return_presigned_urls: Option<bool>,
+    #[schema(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[schema(minimum = 0)]
     offset: Option<i64>,
 }
 
 impl BodySchema for ListUploads {
-    const FIELDS: &'static [&'static str] = &["filters", "search", "sort", "limit", "offset"];
+    const FIELDS: &'static [&'static str] = &[
+        "filters",
+        "search",
+        "sort",
+        "return_presigned_urls",
+        "limit",
+        "offset",
+    ];
 }
 
-fn parse_filters(filters: Option<Value>) -> Result<UploadFilter, ApiError> {
-    let Some(filters) = filters.filter(|f| !f.is_null()) else {
-        return Ok(UploadFilter::default());
-    };
-    let f: UploadFilters = parse_value(filters).map_err(|e| e.nested(&["filters"]))?;
-    let statuses = match f.status {
-        None => None,
-        Some(OneOrMany::One(s)) => Some(vec![s]),
-        Some(OneOrMany::Many(v)) => Some(v),
-    };
-    if let Some(statuses) = &statuses {
-        if let Some(bad) = statuses.iter().find(|s| UploadStatus::parse(s).is_none()) {
-            return Err(ApiError::invalid(
-                "enum",
-                &["body", "filters", "status"],
-                format!(
-                    "'{bad}' is not an upload status (PENDING, PROCESSING, COMPLETED, FAILED, CANCELED)"
-                ),
-            ));
-        }
-    }
-    Ok(UploadFilter {
-        statuses,
-        is_duplicate: f.is_duplicate,
-        search: None,
-    })
+/// The SDK's `UploadListStats`, over every upload the list's filters select.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadListStats {
+    pub total_uploads: i64,
+    /// Declared or verified bytes of those uploads.
+    pub total_size_bytes: i64,
+    /// Every upload status, with how many uploads have it.
+    pub uploads_by_status: BTreeMap<String, i64>,
+    pub avg_file_size_bytes: f64,
+    pub unique_buckets: i64,
 }
 
-fn parse_sort(sort: Option<Value>) -> Result<(UploadSort, bool), ApiError> {
+/// The SDK's `ListUploadsResponse`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ListUploadsResponse {
+    pub results: Vec<UploadResponse>,
+    pub pagination: Pagination,
+    pub stats: UploadListStats,
+}
+
+const UPLOAD_STATUSES: [&str; 5] = ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELED"];
+
+const UPLOAD_FIELDS: [Field; 11] = [
+    Field::new("status", "status", ColumnKind::Text).one_of(&UPLOAD_STATUSES),
+    Field::new("is_duplicate", "is_duplicate", ColumnKind::Bool),
+    Field::new("filename", "filename", ColumnKind::Text),
+    Field::new("content_type", "content_type", ColumnKind::Text),
+    Field::new("file_hash", "file_hash", ColumnKind::Text),
+    Field::new("upload_id", "id", ColumnKind::Text),
+    Field::new("file_size_bytes", "file_size_bytes", ColumnKind::Int),
+    Field::new("blob_property", "blob_property", ColumnKind::Text),
+    Field::new("blob_type", "blob_type", ColumnKind::Text),
+    Field::new("object_id", "object_id", ColumnKind::Text),
+    Field::new("task_id", "task_id", ColumnKind::Text),
+];
+
+fn parse_sort(sort: Option<&Value>) -> Result<(UploadSort, bool), ApiError> {
     let Some(sort) = sort.filter(|s| !s.is_null()) else {
         return Ok((UploadSort::CreatedAt, true));
     };
-    let spec: SortSpec = parse_value(sort).map_err(|e| e.nested(&["sort"]))?;
-    let field = UploadSort::parse(&spec.field).ok_or_else(|| {
+    let field = sort
+        .get("field")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let field = UploadSort::parse(field).ok_or_else(|| {
         ApiError::invalid(
             "enum",
             &["body", "sort", "field"],
             format!(
-                "uploads can be sorted by {}, not '{}'",
-                UploadSort::NAMES.join(", "),
-                spec.field
+                "uploads can be sorted by {}, not '{field}'",
+                UploadSort::NAMES.join(", ")
             ),
         )
     })?;
-    let descending = match spec.direction.as_deref().unwrap_or("desc") {
-        "desc" => true,
-        "asc" => false,
-        other => {
+    if let Some(extra) = sort.as_object().and_then(|o| {
+        o.keys()
+            .find(|k| !["field", "direction"].contains(&k.as_str()))
+    }) {
+        return Err(ApiError::invalid(
+            "extra_forbidden",
+            &["body", "sort", extra],
+            format!("sort has field and direction, not '{extra}'"),
+        ));
+    }
+    let descending = match sort.get("direction") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(d)) if d == "desc" => true,
+        Some(Value::String(d)) if d == "asc" => false,
+        Some(other) => {
             return Err(ApiError::invalid(
                 "enum",
                 &["body", "sort", "direction"],
-                format!("direction is 'asc' or 'desc', not '{other}'"),
+                format!("direction is 'asc' or 'desc', not {other}"),
             ))
         }
     };
@@ -573,25 +703,51 @@ fn parse_sort(sort: Option<Value>) -> Result<(UploadSort, bool), ApiError> {
 
 /// `POST /v1/buckets/{b}/uploads/list`: a page of uploads, with counts per status (the
 /// list's other filters applied) in `stats`.
-#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/list", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), request_body(content = Option<ListUploads>), responses((status = 200, description = "{results, pagination, stats}", body = Object), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+#[utoipa::path(post, path = "/v1/buckets/{bucket_identifier}/uploads/list", tag = "uploads", operation_id = "list_uploads",
+    params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), PageQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
+    request_body(content = Option<ListUploads>),
+    responses((status = 200, description = "A page of uploads, and stats over all that match", body = ListUploadsResponse),
+        (status = 400, description = "Bad request", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "Unknown namespace or bucket", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiPath(bucket_ident): ApiPath<String>,
+    StrictQuery(query): StrictQuery<PageQuery>,
     OptionalJson(body): OptionalJson<ListUploads>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ListUploadsResponse>, ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
-    let page = Page::parse(body.limit, body.offset)?;
-    let mut filter = parse_filters(body.filters)?;
-    filter.search = body.search.filter(|s| !s.is_empty());
-    if filter.search.as_ref().is_some_and(|s| s.len() > 255) {
-        return Err(ApiError::invalid(
-            "string_too_long",
-            &["body", "search"],
-            "search is at most 255 characters",
-        ));
+    let page = Page::resolve(
+        PageAsk {
+            limit: body.limit,
+            offset: body.offset,
+            ..PageAsk::default()
+        },
+        &query,
+        100,
+    )?;
+    let mut filter = vec![filters::parse(body.filters.as_ref(), &UPLOAD_FIELDS)?];
+    if let Some(search) = body.search.filter(|s| !s.is_empty()) {
+        if search.chars().count() > 255 {
+            return Err(ApiError::invalid(
+                "string_too_long",
+                &["body", "search"],
+                "search is at most 255 characters",
+            ));
+        }
+        filter.push(Condition::Text {
+            column: "filename",
+            how: TextMatch::Contains,
+            pattern: search,
+            case_sensitive: false,
+        });
     }
-    let (sort, descending) = parse_sort(body.sort)?;
+    let filter = Condition::All(filter);
+    let (sort, descending) = parse_sort(body.sort.as_ref())?;
     let rows = uploads::list(
         &state.pool,
         &bucket.id,
@@ -603,55 +759,50 @@ pub async fn list(
     )
     .await?;
     let facets = uploads::count_by_status(&state.pool, &bucket.id, &filter).await?;
-    let selected = |status: &str| {
-        filter
-            .statuses
-            .as_ref()
-            .is_none_or(|wanted| wanted.iter().any(|w| w == status))
-    };
-    let total: i64 = facets
+    let total: i64 = facets.iter().map(|(_, n, _)| n).sum();
+    let total_size_bytes: i64 = facets.iter().map(|(_, _, bytes)| bytes).sum();
+    let mut uploads_by_status: BTreeMap<String, i64> = UPLOAD_STATUSES
         .iter()
-        .filter(|(status, _, _)| selected(status))
-        .map(|(_, n, _)| n)
-        .sum();
-    let mut by_status = serde_json::Map::new();
-    for status in [
-        UploadStatus::Pending,
-        UploadStatus::Processing,
-        UploadStatus::Completed,
-        UploadStatus::Failed,
-        UploadStatus::Canceled,
-    ] {
-        let n = facets
-            .iter()
-            .find(|(s, _, _)| s == status.as_str())
-            .map_or(0, |(_, n, _)| *n);
-        by_status.insert(status.as_str().to_owned(), json!(n));
+        .map(|s| ((*s).to_owned(), 0))
+        .collect();
+    for (status, n, _) in &facets {
+        uploads_by_status.insert(status.clone(), *n);
     }
-    let completed_bytes = facets
-        .iter()
-        .find(|(s, _, _)| s == UploadStatus::Completed.as_str())
-        .map_or(0, |(_, _, bytes)| *bytes);
-    Ok(Json(json!({
-        "results": rows.iter().map(|u| upload_json(u, None)).collect::<Vec<_>>(),
-        "pagination": page.json(total),
-        "stats": {
-            "total": facets.iter().map(|(_, n, _)| n).sum::<i64>(),
-            "by_status": by_status,
-            "completed_bytes": completed_bytes,
+    Ok(Json(ListUploadsResponse {
+        results: rows.iter().map(|u| UploadResponse::new(u, None)).collect(),
+        pagination: page.pagination(total),
+        stats: UploadListStats {
+            total_uploads: total,
+            total_size_bytes,
+            uploads_by_status,
+            avg_file_size_bytes: if total > 0 {
+                total_size_bytes as f64 / total as f64
+            } else {
+                0.0
+            },
+            unique_buckets: i64::from(total > 0),
         },
-    })))
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CancelQuery {
+    /// Also delete the S3 object.
     #[serde(default)]
     delete_s3_object: bool,
 }
 
 /// `DELETE /v1/buckets/{b}/uploads/{upload_id}`: `PENDING` or `FAILED` → `CANCELED`;
 /// repeating it changes nothing. With `delete_s3_object`, the object goes too.
-#[utoipa::path(delete, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), ("delete_s3_object" = Option<bool>, Query, description = "Also delete the S3 object"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")), responses((status = 204, description = "Canceled (or already)"), (status = 400, description = "Request refused in the current state", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope), (status = 404, description = "Unknown namespace, bucket or resource", body = ErrorEnvelope), (status = 422, description = "Invalid body or query", body = ErrorEnvelope), (status = 503, description = "Dependency unavailable; retry", body = ErrorEnvelope)))]
+#[utoipa::path(delete, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", operation_id = "delete_upload",
+    params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), CancelQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
+    responses((status = 204, description = "Canceled (or already)"),
+        (status = 400, description = "Refused in the upload's current state", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "Unknown namespace, bucket or upload", body = ErrorEnvelope),
+        (status = 422, description = "Invalid query", body = ErrorEnvelope),
+        (status = 503, description = "Dependency unavailable; retry", body = ErrorEnvelope)))]
 pub async fn cancel(
     State(state): State<AppState>,
     tenant: Tenant,

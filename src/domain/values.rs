@@ -75,24 +75,33 @@ impl ContentType {
     }
 }
 
-/// The kind of a blob, as the bucket schema names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobType(String);
+/// The kind of a blob: one of the SDK's `BucketSchemaFieldType` values, in lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobType(&'static str);
 
 impl BlobType {
+    /// Every value a client may name, as the SDK's enum lists them.
+    pub const ALL: [&'static str; 15] = [
+        "string", "number", "integer", "float", "boolean", "object", "array", "date", "datetime",
+        "text", "image", "audio", "video", "pdf", "excel",
+    ];
+
+    /// Case-insensitive, so `IMAGE` (the docs' spelling) is `image`.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
-        if ok {
-            Ok(BlobType(s.to_owned()))
-        } else {
-            invalid("blob_type must be an upper-case type such as IMAGE, VIDEO or DOCUMENT")
-        }
+        Self::ALL
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case(s))
+            .map(|t| BlobType(t))
+            .ok_or_else(|| {
+                InvalidValue(format!(
+                    "'{s}' is not a blob type; one of: {}",
+                    Self::ALL.join(", ")
+                ))
+            })
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
@@ -100,19 +109,23 @@ impl BlobType {
 pub fn blob_type_for(content_type: &ContentType) -> BlobType {
     let ct = content_type.as_str();
     let kind = if ct.starts_with("video/") {
-        "VIDEO"
+        "video"
     } else if ct.starts_with("image/") {
-        "IMAGE"
+        "image"
     } else if ct.starts_with("audio/") {
-        "AUDIO"
+        "audio"
     } else if ct.starts_with("text/") {
-        "TEXT"
+        "text"
     } else if ct == "application/pdf" {
-        "PDF"
+        "pdf"
+    } else if ct == "application/vnd.ms-excel"
+        || ct == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    {
+        "excel"
     } else {
-        "DOCUMENT"
+        "string"
     };
-    BlobType(kind.to_owned())
+    BlobType(kind)
 }
 
 /// A blob property name: `^[A-Za-z0-9_]+$`.
@@ -235,12 +248,13 @@ mod tests {
     #[test]
     fn content_types_and_blob_types() {
         let table = [
-            ("video/mp4", Some("VIDEO")),
-            ("image/PNG", Some("IMAGE")),
-            ("audio/mpeg", Some("AUDIO")),
-            ("text/plain", Some("TEXT")),
-            ("application/pdf", Some("PDF")),
-            ("application/vnd.ms-excel", Some("DOCUMENT")),
+            ("video/mp4", Some("video")),
+            ("image/PNG", Some("image")),
+            ("audio/mpeg", Some("audio")),
+            ("text/plain", Some("text")),
+            ("application/pdf", Some("pdf")),
+            ("application/vnd.ms-excel", Some("excel")),
+            ("application/zip", Some("string")),
             ("nope", None),
             ("a/", None),
             ("/b", None),
@@ -250,8 +264,8 @@ mod tests {
         for (ct, want) in table {
             let parsed = ContentType::parse(ct);
             assert_eq!(
-                parsed.as_ref().ok().map(|c| blob_type_for(c).0),
-                want.map(str::to_owned),
+                parsed.as_ref().ok().map(|c| blob_type_for(c).as_str()),
+                want,
                 "{ct}"
             );
         }
@@ -290,7 +304,9 @@ mod tests {
         assert!(BlobProperty::parse("content_1").is_ok());
         assert!(BlobProperty::parse("bad-name").is_err());
         assert!(BlobProperty::parse("").is_err());
-        assert!(BlobType::parse("IMAGE").is_ok());
-        assert!(BlobType::parse("image").is_err());
+        assert_eq!(BlobType::parse("IMAGE").unwrap().as_str(), "image");
+        assert_eq!(BlobType::parse("pdf").unwrap().as_str(), "pdf");
+        assert!(BlobType::parse("DOCUMENT").is_err());
+        assert!(BlobType::parse("").is_err());
     }
 }

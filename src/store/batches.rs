@@ -15,26 +15,30 @@ pub struct BatchDestination {
     pub routing_key: String,
 }
 
-const BATCH_COLUMNS: &str =
-    "id, bucket_id, namespace_id, status, object_ids, task_id, metadata, created_at, updated_at";
+const BATCH_COLUMNS: &str = "id, bucket_id, namespace_id, batch_name, status, object_ids, task_id, metadata, created_at, updated_at";
 
-pub async fn insert(
-    conn: &mut PgConnection,
-    id: &str,
-    bucket_id: &str,
-    namespace_id: &str,
-    object_ids: &[String],
-    metadata: &Value,
-) -> sqlx::Result<BatchRow> {
+/// A batch to create, in `DRAFT`.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBatch<'a> {
+    pub id: &'a str,
+    pub bucket_id: &'a str,
+    pub namespace_id: &'a str,
+    pub batch_name: Option<&'a str>,
+    pub object_ids: &'a [String],
+    pub metadata: &'a Value,
+}
+
+pub async fn insert(conn: &mut PgConnection, batch: &NewBatch<'_>) -> sqlx::Result<BatchRow> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO batches (id, bucket_id, namespace_id, status, object_ids, metadata)
-         VALUES ($1, $2, $3, 'DRAFT', $4, $5) RETURNING {BATCH_COLUMNS}"
+        "INSERT INTO batches (id, bucket_id, namespace_id, batch_name, status, object_ids, metadata)
+         VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6) RETURNING {BATCH_COLUMNS}"
     )))
-    .bind(id)
-    .bind(bucket_id)
-    .bind(namespace_id)
-    .bind(object_ids)
-    .bind(metadata)
+    .bind(batch.id)
+    .bind(batch.bucket_id)
+    .bind(batch.namespace_id)
+    .bind(batch.batch_name)
+    .bind(batch.object_ids)
+    .bind(batch.metadata)
     .fetch_one(conn)
     .await
 }

@@ -731,11 +731,14 @@ async fn submit_batch(
 ) -> sqlx::Result<(String, String)> {
     let draft = batches::insert(
         &mut *conn,
-        &new_id(IdKind::Batch),
-        &upload.bucket_id,
-        &upload.namespace_id,
-        &[object_id.to_owned()],
-        &json!({}),
+        &batches::NewBatch {
+            id: &new_id(IdKind::Batch),
+            bucket_id: &upload.bucket_id,
+            namespace_id: &upload.namespace_id,
+            batch_name: None,
+            object_ids: &[object_id.to_owned()],
+            metadata: &json!({}),
+        },
     )
     .await?;
     let submitted = batches::submit(conn, &draft.id, organization_id, destination)

@@ -5,6 +5,7 @@ pub mod batches;
 pub mod cancel;
 pub mod confirm;
 pub mod dead_letters;
+pub mod filter;
 pub mod models;
 pub mod objects;
 pub mod outbox;

@@ -83,6 +83,7 @@ pub struct BatchRow {
     pub id: String,
     pub bucket_id: String,
     pub namespace_id: String,
+    pub batch_name: Option<String>,
     pub status: String,
     pub object_ids: Vec<String>,
     pub task_id: Option<String>,

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
+use super::filter::Condition;
 use super::models::TaskRow;
 use super::TASK_EVENTS_CHANNEL;
 
@@ -56,38 +57,34 @@ pub async fn find_in(conn: &mut PgConnection, task_id: &str) -> sqlx::Result<Opt
     .await
 }
 
-/// A page of the organization's tasks, newest first, and how many match.
+/// A page of the organization's tasks that `filter` selects, newest first, and how many
+/// it selects.
 pub async fn list(
     pool: &PgPool,
     organization_id: &str,
-    status: Option<&str>,
-    task_type: Option<&str>,
+    filter: &Condition,
+    oldest_first: bool,
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<TaskRow>, i64)> {
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TASK_COLUMNS} FROM tasks
-         WHERE organization_id = $1 AND ($2::text IS NULL OR status = $2)
-           AND ($3::text IS NULL OR task_type = $3)
-         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
-    )))
-    .bind(organization_id)
-    .bind(status)
-    .bind(task_type)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
-    let total = sqlx::query_scalar(
-        "SELECT count(*) FROM tasks
-         WHERE organization_id = $1 AND ($2::text IS NULL OR status = $2)
-           AND ($3::text IS NULL OR task_type = $3)",
-    )
-    .bind(organization_id)
-    .bind(status)
-    .bind(task_type)
-    .fetch_one(pool)
-    .await?;
+    let direction = if oldest_first { "ASC" } else { "DESC" };
+    let mut qb = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE organization_id = "
+    ));
+    qb.push_bind(organization_id.to_owned()).push(" AND ");
+    filter.push_sql(&mut qb);
+    qb.push(format!(
+        " ORDER BY created_at {direction}, id {direction} LIMIT "
+    ))
+    .push_bind(limit)
+    .push(" OFFSET ")
+    .push_bind(offset);
+    let rows = qb.build_query_as().fetch_all(pool).await?;
+    let mut qb =
+        QueryBuilder::<Postgres>::new("SELECT count(*) FROM tasks WHERE organization_id = ");
+    qb.push_bind(organization_id.to_owned()).push(" AND ");
+    filter.push_sql(&mut qb);
+    let total = qb.build_query_scalar().fetch_one(pool).await?;
     Ok((rows, total))
 }
 

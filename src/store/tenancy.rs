@@ -1,8 +1,10 @@
 //! Organizations, API keys, namespaces and buckets.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
+use super::filter::Condition;
 use super::models::{BucketRow, NamespaceRow};
 
 /// The organization owning a live key with this hash.
@@ -192,32 +194,56 @@ pub async fn storage_used(pool: &PgPool, id: &str) -> sqlx::Result<Option<i64>> 
     .await
 }
 
-/// A page of the namespace's buckets, newest first, and how many match.
+/// What a bucket holds: its objects, their bytes, and its latest upload.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct BucketStats {
+    pub bucket_id: String,
+    pub object_count: i64,
+    pub total_size_bytes: i64,
+    pub last_upload_at: Option<DateTime<Utc>>,
+}
+
+/// The stats of each bucket named, in no particular order (a bucket with nothing is absent).
+pub async fn bucket_stats(pool: &PgPool, bucket_ids: &[String]) -> sqlx::Result<Vec<BucketStats>> {
+    sqlx::query_as(
+        "SELECT b.id AS bucket_id,
+                (SELECT count(*) FROM objects o WHERE o.bucket_id = b.id) AS object_count,
+                (SELECT coalesce(sum((blob->>'size_bytes')::bigint), 0)::bigint
+                   FROM objects o, jsonb_array_elements(o.blobs) AS blob
+                  WHERE o.bucket_id = b.id) AS total_size_bytes,
+                (SELECT max(created_at) FROM uploads u WHERE u.bucket_id = b.id) AS last_upload_at
+         FROM buckets b WHERE b.id = ANY($1)",
+    )
+    .bind(bucket_ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// A page of the namespace's buckets that `filter` selects, in `order` (an ORDER BY list of
+/// known columns), and how many it selects.
 pub async fn list_buckets(
     pool: &PgPool,
     namespace_id: &str,
-    search: Option<&str>,
+    filter: &Condition,
+    order: &str,
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<BucketRow>, i64)> {
-    let pattern = search.map(super::uploads::like_pattern);
-    let rows = sqlx::query_as(
+    let mut qb = QueryBuilder::<Postgres>::new(
         "SELECT id, namespace_id, name, description, metadata, schema, created_at, updated_at
-         FROM buckets WHERE namespace_id = $1 AND ($2::text IS NULL OR name ILIKE $2)
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
-    )
-    .bind(namespace_id)
-    .bind(&pattern)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
-    let total = sqlx::query_scalar(
-        "SELECT count(*) FROM buckets WHERE namespace_id = $1 AND ($2::text IS NULL OR name ILIKE $2)",
-    )
-    .bind(namespace_id)
-    .bind(&pattern)
-    .fetch_one(pool)
-    .await?;
+         FROM buckets WHERE namespace_id = ",
+    );
+    qb.push_bind(namespace_id.to_owned()).push(" AND ");
+    filter.push_sql(&mut qb);
+    qb.push(format!(" ORDER BY {order} LIMIT "))
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let rows = qb.build_query_as().fetch_all(pool).await?;
+    let mut qb =
+        QueryBuilder::<Postgres>::new("SELECT count(*) FROM buckets WHERE namespace_id = ");
+    qb.push_bind(namespace_id.to_owned()).push(" AND ");
+    filter.push_sql(&mut qb);
+    let total = qb.build_query_scalar().fetch_one(pool).await?;
     Ok((rows, total))
 }

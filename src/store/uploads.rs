@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+
+use super::filter::Condition;
 
 use super::models::UploadRow;
 use super::outbox::{self, OutboxMessage};
@@ -91,15 +93,6 @@ pub async fn insert_many(pool: &PgPool, new: &[NewUpload]) -> sqlx::Result<Vec<U
         .collect()
 }
 
-/// What a list of uploads selects, besides its bucket.
-#[derive(Debug, Clone, Default)]
-pub struct UploadFilter {
-    pub statuses: Option<Vec<String>>,
-    pub is_duplicate: Option<bool>,
-    /// Matched anywhere in the filename, case-insensitively.
-    pub search: Option<String>,
-}
-
 /// The columns a list may be ordered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadSort {
@@ -155,11 +148,11 @@ pub fn like_pattern(search: &str) -> String {
     escaped
 }
 
-/// A page of the bucket's uploads.
+/// A page of the bucket's uploads that `filter` selects.
 pub async fn list(
     pool: &PgPool,
     bucket_id: &str,
-    filter: &UploadFilter,
+    filter: &Condition,
     sort: UploadSort,
     descending: bool,
     limit: i64,
@@ -167,41 +160,33 @@ pub async fn list(
 ) -> sqlx::Result<Vec<UploadRow>> {
     let direction = if descending { "DESC" } else { "ASC" };
     let column = sort.column();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads
-         WHERE bucket_id = $1 AND ($2::text[] IS NULL OR status = ANY($2))
-           AND ($3::boolean IS NULL OR is_duplicate = $3)
-           AND ($4::text IS NULL OR filename ILIKE $4)
-         ORDER BY {column} {direction} NULLS LAST, id {direction} LIMIT $5 OFFSET $6"
-    )))
-    .bind(bucket_id)
-    .bind(&filter.statuses)
-    .bind(filter.is_duplicate)
-    .bind(filter.search.as_deref().map(like_pattern))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await
+    let mut qb = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE bucket_id = "
+    ));
+    qb.push_bind(bucket_id.to_owned()).push(" AND ");
+    filter.push_sql(&mut qb);
+    qb.push(format!(
+        " ORDER BY {column} {direction} NULLS LAST, id {direction} LIMIT "
+    ))
+    .push_bind(limit)
+    .push(" OFFSET ")
+    .push_bind(offset);
+    qb.build_query_as().fetch_all(pool).await
 }
 
-/// Uploads per status (and their declared or verified bytes) among those the filter selects,
-/// leaving its status condition out: the facets of a list.
+/// Uploads per status, and their declared or verified bytes, among those `filter` selects.
 pub async fn count_by_status(
     pool: &PgPool,
     bucket_id: &str,
-    filter: &UploadFilter,
+    filter: &Condition,
 ) -> sqlx::Result<Vec<(String, i64, i64)>> {
-    sqlx::query_as(
-        "SELECT status, count(*), coalesce(sum(file_size_bytes), 0)::bigint FROM uploads
-         WHERE bucket_id = $1 AND ($2::boolean IS NULL OR is_duplicate = $2)
-           AND ($3::text IS NULL OR filename ILIKE $3)
-         GROUP BY status ORDER BY status",
-    )
-    .bind(bucket_id)
-    .bind(filter.is_duplicate)
-    .bind(filter.search.as_deref().map(like_pattern))
-    .fetch_all(pool)
-    .await
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "SELECT status, count(*), coalesce(sum(file_size_bytes), 0)::bigint FROM uploads WHERE bucket_id = ",
+    );
+    qb.push_bind(bucket_id.to_owned()).push(" AND ");
+    filter.push_sql(&mut qb);
+    qb.push(" GROUP BY status ORDER BY status");
+    qb.build_query_as().fetch_all(pool).await
 }
 
 /// How a cancel request for an upload ended.
