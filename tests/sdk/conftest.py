@@ -91,7 +91,9 @@ def new_bucket(buckets_api):
     """Creates a bucket of its own for a test (exact counts, its own duplicates)."""
 
     def create(schema=None, **fields):
-        properties = schema or {"content": "string"}
+        # One file-type property: uploads that name no blob_property land in it (the SDK's
+        # rule), and text/plain matches its type.
+        properties = schema or {"content": "text"}
         request = BucketCreateRequest(
             bucket_name=fields.pop("bucket_name", f"sdk-{uuid.uuid4().hex[:12]}"),
             bucket_schema=BucketSchemaInput(

@@ -64,7 +64,7 @@ export QUEUE_PREFIX="sdk_$suffix"
 export LISTEN_ADDR="127.0.0.1:$api_port"
 export DEV_DATA_DIR="$work/dev"
 export DEV_S3_PORT="$s3_port"
-export LOG_FORMAT=text
+export LOG_FORMAT=text NO_COLOR=1
 export RUST_LOG="${RUST_LOG:-info}"
 base_url="http://127.0.0.1:$api_port"
 
@@ -135,7 +135,10 @@ if [ -z "${SDK_SKIP_SCHEMA:-}" ]; then
   checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,missing_required_header,unsupported_method,ignored_auth
   schema_status=0
   started=$(date +%s)
-  timeout --kill-after=10 180 "$venv/bin/schemathesis" --config-file tests/sdk/schemathesis.toml run \
+  "$venv/bin/python" tests/sdk/schema_seed.py tests/sdk/schemathesis.toml "$work/schemathesis.toml" </dev/null ||
+    schema_status=$?
+  [ "$schema_status" -eq 0 ] &&
+  timeout --kill-after=10 180 "$venv/bin/python" tests/sdk/schemathesis_cli.py --config-file "$work/schemathesis.toml" run \
     "$base_url/openapi.json" \
     -H "Authorization: Bearer $api_key" -H "X-Namespace: dev" \
     --checks "$checks" \
@@ -167,7 +170,9 @@ fi
 echo
 echo "SDK suite: pytest exit $pytest_status, schemathesis exit $schema_status"
 if [ "$failed" -ne 0 ]; then
-  echo "--- last lines of the server log ---"
-  tail -n 40 "$work/server.log"
+  echo "--- server log: errors and warnings (first 40) ---"
+  grep -E "ERROR|WARN|panicked" "$work/server.log" | head -n 40 || true
+  echo "--- server log: last lines ---"
+  tail -n 10 "$work/server.log"
 fi
 exit "$failed"

@@ -296,7 +296,6 @@ def test_get_bucket_defaults(buckets_api, dev_bucket_id):
     assert bucket.bucket_id == dev_bucket_id
     assert bucket.bucket_name == DEV_BUCKET
     assert value_of(bucket.status) == "ACTIVE"
-    assert bucket.bucket_schema is not None
 
 
 def test_get_bucket_realistic_counts_uploads(buckets_api, uploads_api, new_bucket):
@@ -673,11 +672,12 @@ def test_confirm_uploads_batch_realistic(uploads_api, tasks_api, new_bucket):
 @pytest.fixture
 def listed_bucket(uploads_api, new_bucket):
     """A bucket holding two COMPLETED uploads, one PENDING and one CANCELED."""
-    bucket = new_bucket().bucket_id
-    a, _, a_data = confirmed(uploads_api, bucket, b"alpha " * 10, "Alpha.txt", "text/plain")
-    b, _, b_data = confirmed(uploads_api, bucket, b"beta " * 100, "beta.png", "image/png")
-    c = create_upload(uploads_api, bucket, "gamma.pdf", "application/pdf", file_size_bytes=4096)
-    d = create_upload(uploads_api, bucket, "delta.txt", "text/plain")
+    schema = {"doc": BucketSchemaFieldType.TEXT, "picture": BucketSchemaFieldType.IMAGE, "manual": BucketSchemaFieldType.PDF}
+    bucket = new_bucket(schema).bucket_id
+    a, _, a_data = confirmed(uploads_api, bucket, b"alpha " * 10, "Alpha.txt", "text/plain", blob_property="doc")
+    b, _, b_data = confirmed(uploads_api, bucket, b"beta " * 100, "beta.png", "image/png", blob_property="picture")
+    c = create_upload(uploads_api, bucket, "gamma.pdf", "application/pdf", file_size_bytes=4096, blob_property="manual")
+    d = create_upload(uploads_api, bucket, "delta.txt", "text/plain", blob_property="doc")
     uploads_api.delete_upload_buckets(bucket, d.upload_id)
     return {
         "bucket": bucket,
@@ -702,7 +702,8 @@ def test_list_uploads_defaults(uploads_api, listed_bucket):
     assert listing.pagination.total == 4
     stats = listing.stats
     assert stats.total_uploads == 4
-    assert stats.uploads_by_status == {"COMPLETED": 2, "PENDING": 1, "CANCELED": 1}
+    counted = {status: count for status, count in stats.uploads_by_status.items() if count}
+    assert counted == {"COMPLETED": 2, "PENDING": 1, "CANCELED": 1}
     assert stats.unique_buckets == 1
     assert stats.total_size_bytes >= sum(listed_bucket["sizes"].values())
     assert stats.avg_file_size_bytes > 0
