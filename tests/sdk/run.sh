@@ -145,17 +145,22 @@ if [ -z "${SDK_SKIP_SCHEMA:-}" ]; then
     --phases examples,coverage,fuzzing \
     --max-examples 30 --seed 20240601 --generation-deterministic \
     --request-timeout 20 --workers 2 --no-color \
-    --report junit --report-junit-path "$work/schemathesis.xml" </dev/null || schema_status=$?
+    --report junit --report-junit-path "$work/schemathesis.xml" </dev/null 2>&1 |
+    tee "$work/schemathesis.out" || schema_status=$?
   elapsed=$(( $(date +%s) - started ))
   if [ -f "$work/schemathesis.xml" ]; then
-    "$venv/bin/python" - "$work/schemathesis.xml" "$checks" "$elapsed" <<'EOF' || true
+    cases=$(grep -Eo '[0-9]+ generated' "$work/schemathesis.out" | tail -n 1 | cut -d' ' -f1)
+    "$venv/bin/python" - "$work/schemathesis.xml" "$checks" "$elapsed" "${cases:-?}" <<'EOF' || true
 import sys
 import xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
 operations = sum(int(s.get("tests", 0)) for s in suites)
 failures = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
-print(f"schemathesis: {operations} operations, {failures} failing; checks: {sys.argv[2]}; {sys.argv[3]} s")
+print(
+    f"schemathesis: {sys.argv[4]} cases over {operations} operations, {failures} operations failing; "
+    f"{sys.argv[3]} s; checks: {sys.argv[2]}"
+)
 EOF
   fi
   if [ "$schema_status" -eq 124 ] || [ "$schema_status" -eq 137 ]; then

@@ -352,6 +352,10 @@ def test_list_buckets_realistic(buckets_api, new_bucket):
     assert page.pagination.total == everything.total_count
     assert page.pagination.page_size == 1
     assert page.pagination.total_pages == everything.total_count
+    # page/page_size instead of limit/offset
+    second = buckets_api.list_buckets(page=2, page_size=1, list_buckets_request=ListBucketsRequest())
+    assert [bucket.bucket_id for bucket in second.results] == [ids[1]]
+    assert second.pagination.page == 2 and second.pagination.page_size == 1
 
 
 # --- BucketUploadsApi: create --------------------------------------------------------------
@@ -817,7 +821,11 @@ def test_list_tasks_realistic(uploads_api, tasks_api):
     assert page.pagination.page_size == 2
     assert page.pagination.total_pages >= 2
     second = tasks_api.list_tasks(limit=2, offset=2, list_tasks_request=request)
+    assert second.results
     assert not {t.task_id for t in page.results} & {t.task_id for t in second.results}
+    same = tasks_api.list_tasks(page=2, page_size=2, list_tasks_request=request)
+    assert [t.task_id for t in same.results] == [t.task_id for t in second.results]
+    assert same.pagination.page == 2 and same.pagination.page_size == 2
     failed = tasks_api.list_tasks(limit=1000, list_tasks_request=ListTasksRequest(status=TaskStatusEnum.FAILED))
     assert all(value_of(t.status) == "FAILED" for t in failed.results)
 
