@@ -486,6 +486,7 @@ def test_confirm_sync_defaults_and_get_upload(uploads_api):
     assert result.etag
     assert result.verified_at is not None and result.completed_at is not None
     assert result.task_id
+    assert result.message
 
     stored = get_upload(uploads_api, DEV_BUCKET, upload.upload_id)
     assert value_of(stored.status) == "COMPLETED"
@@ -612,6 +613,7 @@ def check_batch_confirm(uploads_api, tasks_api, bucket, request, upload_ids):
     task = wait_task(tasks_api, accepted.task_id)
     inputs = items(task.inputs)
     assert [item["upload_id"] for item in inputs] == upload_ids
+    assert all("options" in item for item in inputs)
     outputs = items(task.outputs)
     assert [item["upload_id"] for item in outputs] == upload_ids
     return task, outputs
