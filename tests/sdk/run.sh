@@ -76,7 +76,8 @@ echo "Starting upconfirm dev on $base_url (S3 port $s3_port, database $db_name)"
 server_pid=$!
 
 ready=""
-for _ in $(seq 1 300); do
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
   if ! kill -0 "$server_pid" 2>/dev/null; then
     break
   fi
@@ -90,8 +91,8 @@ EOF
   sleep 0.2
 done
 if [ -z "$ready" ]; then
-  echo "upconfirm dev did not become ready within 60 s; its log:" >&2
-  cat "$work/server.log" >&2
+  echo "upconfirm dev did not become ready within 60 s; the end of its log:" >&2
+  tail -n 150 "$work/server.log" >&2
   exit 1
 fi
 api_key=$(tr -d ' \n' <"$DEV_DATA_DIR/api-key")
