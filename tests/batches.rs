@@ -40,7 +40,7 @@ async fn batches_are_created_submitted_announced_and_listed() {
     assert_eq!(status, StatusCode::OK, "{object}");
     assert_eq!(object["bucket_id"], json!(bucket_id));
     assert_eq!(object["metadata"], json!({"n": "a.png"}));
-    assert_eq!(object["blobs"][0]["type"], "IMAGE");
+    assert_eq!(object["blobs"][0]["type"], "image");
     assert_eq!(object["blobs"][0]["size_bytes"], 600);
 
     // Listen on the batches exchange the way a downstream processor would.

@@ -54,7 +54,7 @@ async fn batch_create_merges_shared_metadata_and_keeps_order() {
         uploads[2]["object_metadata"],
         json!({"o": "shared", "p": 2})
     );
-    assert_eq!(uploads[1]["blob_type"], "IMAGE");
+    assert_eq!(uploads[1]["blob_type"], "image");
     for u in uploads {
         assert_eq!(u["status"], "PENDING", "{u}");
         assert!(u["presigned_url"].as_str().unwrap().starts_with("http"));
@@ -218,12 +218,21 @@ async fn batch_confirm_of_100_with_failures_and_identical_files() {
     let task_id = str_field(&body, "task_id").to_string();
     let task = app.wait_task(&task_id).await;
     assert_eq!(task["status"], "COMPLETED_WITH_ERRORS", "{task}");
-    let out = &task["outputs"];
-    assert_eq!(out["total"], 100, "{out}");
-    assert_eq!(out["completed"], 98, "{out}");
-    assert_eq!(out["failed"], 2, "{out}");
-    assert_eq!(out["duplicates"], 1, "{out}");
-    let results = out["results"].as_array().unwrap();
+    let counts = &task["additional_data"];
+    assert_eq!(counts["total"], 100, "{task}");
+    assert_eq!(counts["completed"], 98, "{task}");
+    assert_eq!(counts["failed"], 2, "{task}");
+    assert_eq!(counts["duplicates"], 1, "{task}");
+    assert_eq!(counts["bucket_id"], json!(bucket_id), "{task}");
+    let inputs = task["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 100, "one input per item: {task}");
+    assert_eq!(inputs[0]["upload_id"], json!(expected[0].0), "{task}");
+    let results = task["outputs"].as_array().unwrap();
+    assert_eq!(
+        results.len(),
+        100,
+        "one output per item, a list as the SDK parses it"
+    );
     for (result, (id, status, reason)) in results.iter().zip(&expected) {
         assert_eq!(
             result["upload_id"],
@@ -260,7 +269,7 @@ async fn batch_confirm_of_100_with_failures_and_identical_files() {
     let (status, again) = app.batch_confirm(&bucket, json!(ok_items)).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["status"], "COMPLETED", "{again}");
-    assert_eq!(again["task"]["outputs"]["completed"], 98);
+    assert_eq!(again["task"]["additional_data"]["completed"], 98);
     assert_eq!(app.count_objects_in_bucket(&bucket_id).await, 97);
     app.stop().await;
 }
@@ -352,7 +361,7 @@ async fn batch_confirm_refuses_unknown_ids_and_bad_sizes() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let task = app.wait_task(str_field(&body, "task_id")).await;
     assert_eq!(task["status"], "COMPLETED", "{task}");
-    let results = &task["outputs"]["results"];
+    let results = &task["outputs"];
     assert_eq!(results[0], results[1], "{task}");
     assert_eq!(app.count_objects_for_upload(&known).await, 1);
     app.stop().await;

@@ -151,7 +151,7 @@ async fn a_canceled_tasks_job_changes_nothing_when_it_runs() {
     assert_eq!(single_view["status"], "CANCELED");
     let batch_view = app.wait_task(&batch_task).await;
     assert_eq!(batch_view["status"], "CANCELED");
-    assert_eq!(batch_view["outputs"]["canceled"], 3, "{batch_view}");
+    assert_eq!(batch_view["additional_data"]["canceled"], 3, "{batch_view}");
     for id in batch_ids.iter().chain([&single]) {
         assert_eq!(app.get_upload(&bucket, id).await["status"], "PENDING");
     }
@@ -192,14 +192,25 @@ async fn a_canceled_tasks_job_changes_nothing_when_it_runs() {
     }
     assert_eq!(app.count_objects_in_bucket(&bucket_id).await, 0);
 
-    // A completed task cannot be canceled.
+    // Killing a completed task changes nothing and succeeds, as the SDK documents kill.
     let worker = app.start_more(WORKER_ONLY).await;
     let (status, body) = app.confirm(&bucket, &single, "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "COMPLETED");
-    let (status, body) =
-        send(app.delete(&format!("/v1/tasks/{}", str_field(&body, "task_id")))).await;
-    assert_error(status, &body, 400, "BadRequestError");
+    let task_id = str_field(&body, "task_id").to_owned();
+    let (status, killed) = send(app.delete(&format!("/v1/tasks/{task_id}"))).await;
+    assert_eq!(status, StatusCode::OK, "{killed}");
+    assert_eq!(killed["success"], true, "{killed}");
+    assert_eq!(killed["status"], "COMPLETED", "{killed}");
+    let (_, task) = send(app.get(&format!("/v1/tasks/{task_id}"))).await;
+    assert_eq!(
+        task["status"], "COMPLETED",
+        "the ended task is untouched: {task}"
+    );
+    assert_eq!(
+        app.get_upload(&bucket, &single).await["status"],
+        "COMPLETED"
+    );
     worker.shutdown().await;
     app.stop().await;
 }

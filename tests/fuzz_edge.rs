@@ -1019,7 +1019,7 @@ fn upload_fields(fx: &Fixtures) -> Vec<Field> {
         field("create_object_on_confirm", &["true", "false"]),
         nested("object_metadata", &["{}", "null"], &["k"]),
         field("blob_property", &["\"file\"", "null"]),
-        field("blob_type", &["\"DOCUMENT\"", "null"]),
+        field("blob_type", &["\"string\"", "\"IMAGE\"", "null"]),
         Field {
             name: "file_hash",
             valid: vec![hash, "null".into()],
@@ -1223,8 +1223,8 @@ fn body_for(route: Route, fx: &Fixtures) -> BoxedStrategy<Gen> {
                 field("description", &["\"d\"", "null"]),
                 nested("metadata", &["{}", "{\"k\":1}"], &["k"]),
                 nested(
-                    "schema",
-                    &["null", "{\"properties\":{\"image\":{\"type\":\"IMAGE\"}}}"],
+                    "bucket_schema",
+                    &["null", "{\"properties\":{\"image\":{\"type\":\"image\"}}}"],
                     &["properties"],
                 ),
             ],
@@ -1931,7 +1931,9 @@ async fn check_case(app: &TestApp, fx: &Fixtures, case: &Case) -> StatusCode {
         );
     } else {
         match (case.route, status.as_u16()) {
-            (Route::CreateUpload, 201) => assert_contained(&body, &fx.namespace_id, None),
+            (Route::CreateUpload, 200) if !body["presigned_url"].is_null() => {
+                assert_contained(&body, &fx.namespace_id, None)
+            }
             (Route::CreateUploadBatch, 200) => {
                 for upload in body["uploads"].as_array().expect("uploads") {
                     if !upload["presigned_url"].is_null() {
@@ -2455,7 +2457,7 @@ async fn accepted_filenames_never_escape_the_upload_prefix() {
                 assert_eq!(status, StatusCode::OK, "{body}");
                 body["uploads"][0].clone()
             } else {
-                assert_eq!(status, StatusCode::CREATED, "{body}");
+                assert_eq!(status, StatusCode::OK, "{body}");
                 body
             };
             assert_contained(&upload, &app.namespace_id, Some(name));

@@ -61,12 +61,14 @@ async fn upload_lists_filter_search_sort_and_page() {
     assert_eq!(status, StatusCode::OK, "{all}");
     assert_eq!(all["pagination"]["total"], 8, "{all}");
     assert_eq!(filenames(&all)[0], "gone_100%.txt");
-    assert_eq!(all["stats"]["total"], 8);
+    assert_eq!(all["stats"]["total_uploads"], 8);
     assert_eq!(
-        all["stats"]["by_status"],
+        all["stats"]["uploads_by_status"],
         json!({"PENDING": 5, "PROCESSING": 0, "COMPLETED": 2, "FAILED": 0, "CANCELED": 1})
     );
-    assert_eq!(all["stats"]["completed_bytes"], 1000);
+    assert_eq!(all["stats"]["total_size_bytes"], 1000);
+    assert_eq!(all["stats"]["avg_file_size_bytes"], 125.0);
+    assert_eq!(all["stats"]["unique_buckets"], 1);
     assert!(
         all["results"][0]["presigned_url"].is_null(),
         "never the PUT URL again"
@@ -85,6 +87,33 @@ async fn upload_lists_filter_search_sort_and_page() {
     )
     .await;
     assert_eq!(two["pagination"]["total"], 3, "{two}");
+    assert_eq!(
+        two["stats"]["total_uploads"], 3,
+        "stats follow the filter: {two}"
+    );
+
+    // The SDK's own syntax: conditions under AND/OR/NOT, with the case_sensitive key its
+    // models add to each.
+    let (status, sdk) = list_uploads(
+        &app,
+        &bucket,
+        json!({"filters": {"AND": [
+            {"field": "status", "operator": "in", "value": ["COMPLETED", "CANCELED"], "case_sensitive": false},
+            {"NOT": [{"field": "filename", "operator": "ends_with", "value": ".TXT"}]},
+        ], "case_sensitive": false}, "return_presigned_urls": false, "limit": 20, "offset": 0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{sdk}");
+    let mut names = filenames(&sdk);
+    names.sort();
+    assert_eq!(names, ["report_a.pdf", "report_b.pdf"], "{sdk}");
+    let (_, big) = list_uploads(
+        &app,
+        &bucket,
+        json!({"filters": {"OR": [{"field": "file_size_bytes", "operator": "gte", "value": 500}]}}),
+    )
+    .await;
+    assert_eq!(big["pagination"]["total"], 2, "{big}");
 
     // Search matches filenames case-insensitively; % is a character, not a wildcard.
     let (_, found) = list_uploads(&app, &bucket, json!({"search": "PHOTO"})).await;
@@ -103,10 +132,18 @@ async fn upload_lists_filter_search_sort_and_page() {
         filenames(&page1),
         ["gone_100%.txt", "photo_0.jpg", "photo_1.jpg"]
     );
-    assert_eq!(
-        page1["pagination"],
-        json!({"total": 8, "limit": 3, "offset": 0, "next_offset": 3})
-    );
+    let pagination = &page1["pagination"];
+    for (key, want) in [
+        ("total", 8),
+        ("limit", 3),
+        ("offset", 0),
+        ("next_offset", 3),
+        ("page", 1),
+        ("page_size", 3),
+        ("total_pages", 3),
+    ] {
+        assert_eq!(pagination[key], want, "{key}: {pagination}");
+    }
     let (_, last) = list_uploads(
         &app,
         &bucket,
@@ -123,6 +160,8 @@ async fn upload_lists_filter_search_sort_and_page() {
         json!({"offset": -1}),
         json!({"filters": {"status": "DONE"}}),
         json!({"filters": {"owner": "me"}}),
+        json!({"filters": {"AND": [{"field": "status", "operator": "regex", "value": ".*"}]}}),
+        json!({"filters": {"AND": [{"field": "file_size_bytes", "value": "big"}]}}),
         json!({"sort": {"field": "s3_key"}}),
         json!({"sort": {"field": "filename", "direction": "up"}}),
         json!({"unknown": 1}),
@@ -158,6 +197,41 @@ async fn bucket_and_task_lists() {
     )
     .await;
     assert_eq!(found["pagination"]["total"], 1, "{found}");
+    assert_eq!(found["total_count"], 1, "{found}");
+    assert_eq!(found["results"][0]["object_count"], 0, "{found}");
+    assert_eq!(found["results"][0]["total_size_bytes"], 0, "{found}");
+
+    // The SDK's default body, and its paging in the query string.
+    let (status, sdk) = send(
+        app.post("/v1/buckets/list?page_size=2&page=2&include_total=true&cursor=x")
+            .json(&json!({"case_sensitive": false})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{sdk}");
+    assert_eq!(sdk["results"].as_array().unwrap().len(), 1, "{sdk}");
+    assert_eq!(sdk["results"][0]["bucket_name"], json!(names[0]), "{sdk}");
+    assert_eq!(sdk["pagination"]["page"], 2, "{sdk}");
+    assert_eq!(sdk["pagination"]["total_pages"], 2, "{sdk}");
+    let (_, sorted) = send(app.post("/v1/buckets/list").json(&json!({
+        "sorts": [{"field": "bucket_name", "direction": "asc"}],
+        "filters": {"OR": [{"field": "bucket_name", "operator": "in", "value": [names[0], names[2]]}]},
+    })))
+    .await;
+    let got: Vec<&str> = sorted["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["bucket_name"].as_str().unwrap())
+        .collect();
+    let mut want = vec![names[0].as_str(), names[2].as_str()];
+    want.sort();
+    assert_eq!(got, want, "{sorted}");
+    let (_, exact) = send(
+        app.post("/v1/buckets/list")
+            .json(&json!({"search": names[1].to_uppercase(), "case_sensitive": true})),
+    )
+    .await;
+    assert_eq!(exact["total_count"], 0, "case_sensitive search: {exact}");
 
     // Another organization sees none of them.
     let other = app.second_tenant().await;
@@ -218,8 +292,10 @@ async fn bucket_and_task_lists() {
     for body in [
         json!({"status": "done"}),
         json!({"task_type": "resize"}),
-        json!({"limit": 1000}),
+        json!({"limit": 1001}),
         json!({"namespace": "x"}),
+        json!({"filters": {"AND": [{"field": "owner", "value": "x"}]}}),
+        json!({"sort": {"field": "status"}}),
     ] {
         let (status, err) = send(app.post("/v1/tasks/list").json(&body)).await;
         assert_error(status, &err, 422, "ValidationError");

@@ -119,3 +119,127 @@ async fn the_document_lists_every_route_the_router_serves() {
     assert_eq!(body["error"]["message"], "no such route");
     app.stop().await;
 }
+
+/// Resolves a `$ref` into the document's components.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_describes_real_shapes_and_constraints() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = send(app.get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            assert!(!id.is_empty(), "{method} {path} has no operationId");
+            assert!(ids.insert(id.clone()), "operationId {id} twice");
+            // Every success but 204 names a schema with properties: never a bare object.
+            let responses = op["responses"].as_object().unwrap();
+            for (code, response) in responses {
+                if code == "204" {
+                    continue;
+                }
+                let schema = &response["content"]["application/json"]["schema"];
+                let schema = resolve(&doc, schema);
+                assert!(
+                    schema["properties"].is_object(),
+                    "{method} {path} {code}: {schema}"
+                );
+            }
+            for code in ["401", "404"] {
+                if path.starts_with("/v1/tasks/list") && code == "404" {
+                    continue;
+                }
+                assert!(responses.contains_key(code), "{method} {path} lacks {code}");
+            }
+            // Request bodies are closed objects: unknown keys are refused.
+            if let Some(body) = op["requestBody"]["content"]["application/json"]["schema"]
+                .as_object()
+                .map(|_| &op["requestBody"]["content"]["application/json"]["schema"])
+            {
+                let body = resolve(&doc, body);
+                let body = body["oneOf"]
+                    .as_array()
+                    .and_then(|v| {
+                        v.iter()
+                            .find(|s| !s["$ref"].is_null() || s["type"] == "object")
+                    })
+                    .map(|s| resolve(&doc, s))
+                    .unwrap_or(body);
+                assert_eq!(
+                    body["additionalProperties"],
+                    Value::Bool(false),
+                    "{method} {path}: {body}"
+                );
+                assert!(
+                    responses.contains_key("422") && responses.contains_key("413"),
+                    "{method} {path} takes a body: 413 and 422 are answers"
+                );
+            }
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    let create = &schemas["CreateUpload"]["properties"];
+    assert_eq!(create["presigned_url_expiration"]["minimum"], 60);
+    assert_eq!(create["presigned_url_expiration"]["maximum"], 86400);
+    assert_eq!(create["file_hash"]["pattern"], "^[0-9a-f]{64}$");
+    let required = schemas["CreateUpload"]["required"].as_array().unwrap();
+    assert!(
+        required.contains(&Value::from("filename"))
+            && required.contains(&Value::from("content_type"))
+    );
+    // The shapes the SDK requires are there.
+    for (model, fields) in [
+        (
+            "BucketResponse",
+            &["object_count", "total_size_bytes", "bucket_name"][..],
+        ),
+        (
+            "ListBucketsResponse",
+            &["results", "total_count", "pagination"],
+        ),
+        ("ListUploadsResponse", &["results", "pagination", "stats"]),
+        (
+            "UploadListStats",
+            &[
+                "total_uploads",
+                "total_size_bytes",
+                "uploads_by_status",
+                "avg_file_size_bytes",
+                "unique_buckets",
+            ],
+        ),
+        (
+            "BatchModel",
+            &[
+                "bucket_id",
+                "max_node_death_resubmits",
+                "max_deploy_resubmits",
+                "lifecycle",
+                "lifecycle_reason",
+            ],
+        ),
+        (
+            "TaskResponse",
+            &["task_id", "task_type", "status", "inputs", "outputs"],
+        ),
+    ] {
+        let required = schemas[model]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{model}"));
+        for field in fields {
+            assert!(required.contains(&Value::from(*field)), "{model}.{field}");
+        }
+    }
+    assert_eq!(
+        schemas["TaskResponse"]["properties"]["outputs"]["type"],
+        "array"
+    );
+    app.stop().await;
+}

@@ -44,7 +44,9 @@ pub struct BatchModel {
     pub max_node_death_resubmits: i64,
     pub max_deploy_resubmits: i64,
     /// Not tracked here: null.
+    #[schema(required = true)]
     pub lifecycle: Option<String>,
+    #[schema(required = true)]
     pub lifecycle_reason: Option<String>,
 }
 
