@@ -539,10 +539,14 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(h.store.head(&key).await.unwrap().size, 4);
 
-        let hashed = h.store.sha256(&key, &mut |_| {}).await.unwrap();
+        let copy = format!("confirmed/{key}");
+        let etag = h.store.head(&key).await.unwrap().etag;
+        h.store.copy_if_match(&key, &copy, &etag).await.unwrap();
+        let hashed = h.store.sha256(&copy, &mut |_| {}).await.unwrap();
         assert_eq!(hashed.bytes, 4);
         h.store.delete(&key).await.unwrap();
         assert!(matches!(h.store.head(&key).await, Err(BlobError::NotFound)));
+        assert_eq!(h.store.head(&copy).await.unwrap().size, 4);
     }
 
     #[test]
