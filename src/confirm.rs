@@ -111,6 +111,10 @@ impl From<BlobError> for StepError {
                 json!("object exists"),
                 json!(null),
             )),
+            BlobError::Rejected(msg) => StepError::Permanent(ApiError::BadRequest {
+                message: format!("the object store refused the request: {msg}"),
+                details: json!({ "reason": "storage_rejected" }),
+            }),
             // Changed under the confirmation: a new attempt verifies it again.
             BlobError::Changed(msg) => StepError::Transient(format!("storage: {msg}")),
             BlobError::Transient(msg) => StepError::Transient(format!("storage: {msg}")),

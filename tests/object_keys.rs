@@ -1,8 +1,10 @@
 //! Where uploaded bytes live: the presigned URL writes a staging key; a confirmation
 //! copies the verified version to a key no URL can write, and records that one. Keys are
-//! measured in bytes, as S3 measures them.
+//! measured in bytes, as S3 measures them, and the store's refusals end a confirmation.
 
 mod common;
+
+use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::StatusCode;
@@ -267,5 +269,36 @@ async fn names_are_measured_in_bytes_and_long_keys_confirm() {
     assert_eq!(body["file_hash"], json!(sha256_hex(&bytes)), "{body}");
     let key = format!("confirmed/{staging}");
     assert_eq!(stored_hash(&app, &key).await, sha256_hex(&bytes));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_of_the_store_fails_the_confirmation_at_once() {
+    let app = TestApp::spawn().await;
+    let (bucket, id, _) = new_upload(&app, "refused", "k.bin").await;
+    // A key S3 refuses (over 1,024 bytes), as an upload created before names were
+    // measured in bytes may hold: the store answers 400 KeyTooLongError.
+    sqlx::query("UPDATE uploads SET s3_key = $2 WHERE id = $1")
+        .bind(&id)
+        .bind(format!("{}/{}", app.namespace_id, "k".repeat(1_100)))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (status, body) = app.confirm(&bucket, &id, "async=true", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let task = app.wait_task(str_field(&body, "task_id")).await;
+    let took = started.elapsed();
+    assert_eq!(task["status"], "FAILED", "{task}");
+    // The retry budget is 30 s: a refusal must not spend it.
+    assert!(took < Duration::from_secs(10), "FAILED after {took:?}");
+    let upload = app.get_upload(&bucket, &id).await;
+    assert_eq!(upload["status"], "FAILED", "{upload}");
+    let (status, body) = app.confirm(&bucket, &id, "", None).await;
+    assert_error(status, &body, 400, "BadRequestError");
+    assert_eq!(
+        body["error"]["details"]["reason"], "storage_rejected",
+        "{body}"
+    );
     app.stop().await;
 }

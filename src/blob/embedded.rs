@@ -577,6 +577,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keys_over_1024_bytes_are_refused_as_s3_does() {
+        let h = Harness::new().await;
+        let key = "k".repeat(1025);
+        let url = h.presign(&key, "text/plain").await;
+        let status = http_put(&url, "text/plain", b"x".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let head = h.store.head(&key).await;
+        assert!(matches!(head, Err(BlobError::Rejected(_))), "{head:?}");
+    }
+
+    #[tokio::test]
     async fn put_with_other_content_type_than_signed_is_refused() {
         let h = Harness::new().await;
         let url = h.presign("up/a", "image/png").await;

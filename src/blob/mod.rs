@@ -76,10 +76,14 @@ pub enum BlobError {
     /// HeadObject/GetObject 404 / NoSuchKey.
     #[error("object not found")]
     NotFound,
+    /// The store refused the request (a 4xx other than throttling or a timeout): asking
+    /// again gets the same answer.
+    #[error("object store refused the request: {0}")]
+    Rejected(String),
     /// A conditional copy found its source changed or gone since it was verified.
     #[error("object changed: {0}")]
     Changed(String),
-    /// Anything worth retrying, including 403 (misconfiguration is retried, then dead-lettered).
+    /// Anything worth retrying: 5xx, throttling, timeouts, connection trouble.
     #[error("object store unavailable: {0}")]
     Transient(String),
 }
@@ -245,7 +249,7 @@ impl BlobStore {
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         let deleted = self.client.delete_object().bucket(&self.bucket).key(key);
         match deleted.send().await {
-            Err(err) if err.code() != Some("NoSuchKey") => Err(transient(&err)),
+            Err(err) if err.code() != Some("NoSuchKey") => Err(failure(&err)),
             _ => Ok(()),
         }
     }
@@ -285,7 +289,7 @@ impl BlobStore {
                     format!("{from} no longer has ETag {etag}"),
                 )),
                 (Some("NoSuchKey"), _) => Err(BlobError::Changed(format!("{from} is gone"))),
-                _ => Err(transient(&err)),
+                _ => Err(failure(&err)),
             },
         }
     }
@@ -463,6 +467,38 @@ where
     match (err.code(), http_status(err)) {
         (Some("NoSuchBucket"), _) => transient(err),
         (Some("NoSuchKey" | "NotFound"), _) | (_, Some(404)) => BlobError::NotFound,
+        _ => failure(err),
+    }
+}
+
+/// 4xx error codes that a later attempt may not get: throttling, timeouts, a conflicting
+/// operation in flight, credentials or a clock that fix themselves.
+const RETRYABLE_4XX_CODES: [&str; 7] = [
+    "RequestTimeout",
+    "SlowDown",
+    "Throttling",
+    "OperationAborted",
+    "RequestTimeTooSkewed",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+];
+
+/// Whether an answer of the store is final: a 4xx other than a timeout (408), a conflict
+/// (409), throttling (429) or one of [`RETRYABLE_4XX_CODES`]. A missing bucket stays
+/// retryable: it is the operator's to fix, not the request's.
+fn is_refusal(status: u16, code: Option<&str>) -> bool {
+    (400..500).contains(&status)
+        && !matches!(status, 408 | 409 | 429)
+        && !code.is_some_and(|c| c == "NoSuchBucket" || RETRYABLE_4XX_CODES.contains(&c))
+}
+
+/// `Rejected` for a final refusal of the store, else `Transient`.
+fn failure<E>(err: &SdkError<E>) -> BlobError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match http_status(err) {
+        Some(status) if is_refusal(status, err.code()) => BlobError::Rejected(describe(err)),
         _ => transient(err),
     }
 }
@@ -617,6 +653,32 @@ mod tests {
             Err(BlobError::NotFound)
         ));
         h.store.delete("del/1").await.unwrap();
+    }
+
+    #[test]
+    fn refusals_are_the_final_4xx_answers() {
+        let table = [
+            (400, Some("KeyTooLongError"), true),
+            (400, None, true),
+            (403, Some("AccessDenied"), true),
+            (403, None, true),
+            (400, Some("RequestTimeout"), false),
+            (400, Some("ExpiredToken"), false),
+            (403, Some("RequestTimeTooSkewed"), false),
+            (404, Some("NoSuchBucket"), false),
+            (408, None, false),
+            (409, Some("OperationAborted"), false),
+            (429, None, false),
+            (500, Some("InternalError"), false),
+            (503, Some("SlowDown"), false),
+        ];
+        for (status, code, refusal) in table {
+            assert_eq!(
+                super::is_refusal(status, code),
+                refusal,
+                "{status} {code:?}"
+            );
+        }
     }
 
     #[test]
