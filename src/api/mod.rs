@@ -15,10 +15,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::BytesMut;
+use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -104,9 +109,48 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(max_body, read_whole_body))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Reads the whole request body, up to `limit` bytes, before the request is routed.
+/// A handler may answer without reading its body (a 401 for the key, a 404); hyper then
+/// closes the kept-alive connection with the body's bytes unread, and a client that sent
+/// them may see the connection reset before it reads the answer.
+async fn read_whole_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let mut data = body.into_data_stream();
+    let mut read = BytesMut::new();
+    while let Some(chunk) = data.next().await {
+        match chunk {
+            Ok(chunk) if read.len() + chunk.len() <= limit => read.extend_from_slice(&chunk),
+            Ok(_) => return too_large(),
+            Err(_) => {
+                return ApiError::bad_request("could not read the request body").into_response()
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(read.freeze())))
+        .await
+}
+
+/// 413, closing the connection: the rest of the body is not read.
+fn too_large() -> Response {
+    let mut response = ApiError::PayloadTooLarge.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Each request's span: method and path, and the upload and task it concerns, so that every
