@@ -1,5 +1,5 @@
 //! How the API treats a request as a whole: a refused request leaves its kept-alive
-//! connection usable.
+//! connection usable, and a body is read as JSON only when it says it is JSON.
 
 mod common;
 
@@ -141,5 +141,79 @@ async fn a_client_with_one_connection_sees_every_refusal() {
         "{} of 300 failed: {failures:?}",
         failures.len()
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_do_not_say_json_are_refused() {
+    let app = TestApp::spawn().await;
+    let bucket = bucket_name("media");
+    app.create_bucket(&bucket).await;
+    let upload = json!({ "filename": "a.txt", "content_type": "text/plain" }).to_string();
+    let cases: [(&str, Option<&str>, String); 5] = [
+        ("/v1/tasks/list", Some("text/plain"), "\t".to_owned()),
+        ("/v1/tasks/list", Some("text/plain"), "{}".to_owned()),
+        (
+            "/v1/tasks/list",
+            Some("application/x-www-form-urlencoded"),
+            "limit=5".to_owned(),
+        ),
+        ("/v1/tasks/list", None, "{}".to_owned()),
+        (
+            &format!("/v1/buckets/{bucket}/uploads"),
+            Some("text/plain"),
+            upload.clone(),
+        ),
+    ];
+    for (path, content_type, body) in cases {
+        let mut rb = app.post(path).body(body.clone());
+        if let Some(ct) = content_type {
+            rb = rb.header("Content-Type", ct);
+        }
+        let (status, answer) = send(rb).await;
+        assert_error(status, &answer, 415, "UnsupportedMediaTypeError");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("application/json"),
+            "{path} {content_type:?}: {answer}"
+        );
+    }
+
+    // JSON by any of its names, with parameters, is read.
+    for content_type in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.api+json",
+    ] {
+        let (status, answer) = send(
+            app.post("/v1/tasks/list")
+                .header("Content-Type", content_type)
+                .body("{}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{content_type}: {answer}");
+    }
+    let (status, answer) = send(
+        app.post(&format!("/v1/buckets/{bucket}/uploads"))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(upload),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {answer}");
+
+    // No body where one is optional: fine, whatever the header says.
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut rb = app.post("/v1/tasks/list");
+        if let Some(ct) = content_type {
+            rb = rb.header("Content-Type", ct);
+        }
+        let (status, answer) = send(rb).await;
+        assert_eq!(status, StatusCode::OK, "{content_type:?}: {answer}");
+    }
     app.stop().await;
 }
