@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -115,10 +115,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Reads the whole request body, up to `limit` bytes, before the request is routed.
-/// A handler may answer without reading its body (a 401 for the key, a 404); hyper then
-/// closes the kept-alive connection with the body's bytes unread, and a client that sent
-/// them may see the connection reset before it reads the answer.
+/// Reads the whole request body before the request is routed, when it is within `limit`
+/// bytes. A handler may answer without reading its body (a 401 for the key, a 404); hyper
+/// then closes the kept-alive connection with the body's bytes unread, and a client that
+/// sent them may see the connection reset before it reads the answer. A larger body is
+/// handed on as it comes: the handler's checks answer first, as for any request, and its
+/// extractor answers 413.
 async fn read_whole_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let declared = parts
@@ -127,30 +129,26 @@ async fn read_whole_body(State(limit): State<usize>, request: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
+        return next.run(Request::from_parts(parts, body)).await;
     }
     let mut data = body.into_data_stream();
     let mut read = BytesMut::new();
     while let Some(chunk) = data.next().await {
         match chunk {
-            Ok(chunk) if read.len() + chunk.len() <= limit => read.extend_from_slice(&chunk),
-            Ok(_) => return too_large(),
+            Ok(chunk) => read.extend_from_slice(&chunk),
             Err(_) => {
                 return ApiError::bad_request("could not read the request body").into_response()
             }
         }
+        if read.len() > limit {
+            let rest = futures::stream::iter([Ok(read.freeze())]).chain(data);
+            return next
+                .run(Request::from_parts(parts, Body::from_stream(rest)))
+                .await;
+        }
     }
     next.run(Request::from_parts(parts, Body::from(read.freeze())))
         .await
-}
-
-/// 413, closing the connection: the rest of the body is not read.
-fn too_large() -> Response {
-    let mut response = ApiError::PayloadTooLarge.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
 }
 
 /// Each request's span: method and path, and the upload and task it concerns, so that every
