@@ -302,3 +302,34 @@ async fn a_refusal_of_the_store_fails_the_confirmation_at_once() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_the_store_refuses_fails_its_confirmations_at_once() {
+    let app = TestApp::spawn_components(API_ONLY, |_| {}).await;
+    // A worker whose secret the store does not know: every request answers 403.
+    let worker = app
+        .start_more_with(WORKER_ONLY, |c| {
+            c.s3.s3_secret_access_key = Some("not-the-secret".into());
+        })
+        .await;
+    let bucket = bucket_name("denied");
+    app.create_bucket(&bucket).await;
+    let id = app.upload_bin(&bucket, "d.bin", &random_bytes(100)).await;
+    let started = Instant::now();
+    let (status, body) = app.confirm(&bucket, &id, "async=true", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let task = app.wait_task(str_field(&body, "task_id")).await;
+    let took = started.elapsed();
+    assert_eq!(task["status"], "FAILED", "{task}");
+    assert!(took < Duration::from_secs(10), "FAILED after {took:?}");
+    assert_eq!(
+        task["outputs"]["error"]["details"]["reason"], "storage_rejected",
+        "{task}"
+    );
+    assert!(
+        task["error"].as_str().unwrap_or_default().contains("403"),
+        "{task}"
+    );
+    worker.shutdown().await;
+    app.stop().await;
+}
