@@ -375,9 +375,18 @@ impl Pipeline {
         // hashed and recorded is that copy.
         let keys = UploadKeys::of(&upload.s3_key);
         let head = self.verify_and_copy(&keys, options).await?;
-        let (copied, body) = match self.hash_policy {
-            HashPolicy::Etag => (head.clone(), None),
-            HashPolicy::Sha256 => {
+        // A full-object SHA-256 that S3 checked when the bytes were PUT holds for the copy,
+        // made of the same version (same ETag): then no bytes are read.
+        let checked_sha256 = match self.hash_policy {
+            HashPolicy::Sha256 => head
+                .sha256_hex
+                .as_deref()
+                .and_then(|h| ContentHash::parse(h).ok()),
+            HashPolicy::Etag => None,
+        };
+        let (copied, body) = match (self.hash_policy, &checked_sha256) {
+            (HashPolicy::Etag, _) | (HashPolicy::Sha256, Some(_)) => (head.clone(), None),
+            (HashPolicy::Sha256, None) => {
                 let object = self.blob.open(&keys.confirmed).await?;
                 if object.head.size != head.size {
                     return Err(StepError::Transient(format!(
@@ -398,7 +407,10 @@ impl Pipeline {
         }
 
         // Step 4: the content hash.
-        let content_hash = self.content_hash(&job.task_id, &copied, body).await?;
+        let content_hash = match checked_sha256 {
+            Some(hash) => hash,
+            None => self.content_hash(&job.task_id, &copied, body).await?,
+        };
         if size >= self.async_threshold_bytes {
             self.report_progress(&job.task_id, head.size, head.size)
                 .await?;

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -331,5 +332,36 @@ async fn a_worker_the_store_refuses_fails_its_confirmations_at_once() {
         "{task}"
     );
     worker.shutdown().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_checked_at_put_is_the_hash_of_the_copy() {
+    let app = TestApp::spawn().await;
+    let (bucket, id, created) = new_upload(&app, "checksum", "c.bin").await;
+    let bytes = random_bytes(5_000);
+    let digest = hex::decode(sha256_hex(&bytes)).unwrap();
+    let checksum = base64::engine::general_purpose::STANDARD.encode(digest);
+    let resp = app
+        .client
+        .put(str_field(&created, "presigned_url"))
+        .header("Content-Type", "application/octet-stream")
+        .header("x-amz-checksum-sha256", &checksum)
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let staging = str_field(&created, "s3_key");
+    assert_eq!(
+        app.blob().head(staging).await.unwrap().sha256_hex,
+        Some(sha256_hex(&bytes))
+    );
+
+    let (status, body) = app.confirm(&bucket, &id, "", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["file_hash"], json!(sha256_hex(&bytes)), "{body}");
+    let key = format!("confirmed/{staging}");
+    assert_eq!(stored_hash(&app, &key).await, sha256_hex(&bytes));
     app.stop().await;
 }
