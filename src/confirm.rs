@@ -12,7 +12,7 @@ use crate::api::error::ApiError;
 use crate::api::uploads::check_quota;
 use crate::blob::{BlobError, BlobStore, ObjectHead, OpenObject};
 use crate::config::HashPolicy;
-use crate::domain::{etags_match, unquote_etag, ContentHash, TaskStatus, UploadStatus};
+use crate::domain::{etags_match, unquote_etag, ContentHash, TaskStatus, UploadKeys, UploadStatus};
 use crate::grouping::{GroupError, Grouper};
 use crate::queue::ConfirmJob;
 use crate::store::confirm::{
@@ -111,6 +111,12 @@ impl From<BlobError> for StepError {
                 json!("object exists"),
                 json!(null),
             )),
+            BlobError::Rejected(msg) => StepError::Permanent(ApiError::BadRequest {
+                message: format!("the object store refused the request: {msg}"),
+                details: json!({ "reason": "storage_rejected" }),
+            }),
+            // Changed under the confirmation: a new attempt verifies it again.
+            BlobError::Changed(msg) => StepError::Transient(format!("storage: {msg}")),
             BlobError::Transient(msg) => StepError::Transient(format!("storage: {msg}")),
         }
     }
@@ -364,16 +370,33 @@ impl Pipeline {
         options: &ConfirmOptions,
         lease: &Mutex<LeaseSlot>,
     ) -> Result<Option<&'static str>, StepError> {
-        // Steps 1–3: the object exists, with the ETag and size the client gave.
-        // With SHA-256 the body is needed anyway: one GetObject answers for both.
-        let (head, body) = match self.hash_policy {
-            HashPolicy::Etag => (self.blob.head(&upload.s3_key).await?, None),
-            HashPolicy::Sha256 => {
-                let object = self.blob.open(&upload.s3_key).await?;
+        // Steps 1–3: the object exists, with the ETag and size the client gave; then the
+        // verified version is copied where no presigned URL can overwrite it, and what is
+        // hashed and recorded is that copy.
+        let keys = UploadKeys::of(&upload.s3_key);
+        let head = self.verify_and_copy(&keys, options).await?;
+        // A full-object SHA-256 that S3 checked when the bytes were PUT holds for the copy,
+        // made of the same version (same ETag): then no bytes are read.
+        let checked_sha256 = match self.hash_policy {
+            HashPolicy::Sha256 => head
+                .sha256_hex
+                .as_deref()
+                .and_then(|h| ContentHash::parse(h).ok()),
+            HashPolicy::Etag => None,
+        };
+        let (copied, body) = match (self.hash_policy, &checked_sha256) {
+            (HashPolicy::Etag, _) | (HashPolicy::Sha256, Some(_)) => (head.clone(), None),
+            (HashPolicy::Sha256, None) => {
+                let object = self.blob.open(&keys.confirmed).await?;
+                if object.head.size != head.size {
+                    return Err(StepError::Transient(format!(
+                        "the copy of {} has {} bytes, not the {} verified",
+                        keys.staging, object.head.size, head.size
+                    )));
+                }
                 (object.head.clone(), Some(object))
             }
         };
-        check_head(&head, options)?;
         let size = i64::try_from(head.size).unwrap_or(i64::MAX);
         if size >= self.lease_from_bytes {
             self.take_lease(&job.task_id, lease).await?;
@@ -384,7 +407,10 @@ impl Pipeline {
         }
 
         // Step 4: the content hash.
-        let content_hash = self.content_hash(&job.task_id, &head, body).await?;
+        let content_hash = match checked_sha256 {
+            Some(hash) => hash,
+            None => self.content_hash(&job.task_id, &copied, body).await?,
+        };
         if size >= self.async_threshold_bytes {
             self.report_progress(&job.task_id, head.size, head.size)
                 .await?;
@@ -408,6 +434,7 @@ impl Pipeline {
             content_hash: content_hash.as_str().to_owned(),
             size,
             etag: unquote_etag(&head.etag).to_owned(),
+            s3_key: keys.confirmed.clone(),
         };
         // A batch submission or a quota is decided per confirmation; the rest go in groups.
         let grouped = if options.auto_submit_batch || namespace.storage_quota_bytes.is_some() {
@@ -435,6 +462,12 @@ impl Pipeline {
                 .await?
             }
         };
+        if matches!(finished, Finish::Completed(_)) {
+            // The URL's object is no longer needed; a left-over one wastes space, nothing more.
+            if let Err(err) = self.blob.delete(&keys.staging).await {
+                tracing::warn!(key = %keys.staging, error = %err, "could not delete a confirmed upload's staging object");
+            }
+        }
         match finished {
             // Why it completed, as the confirmations series counts it.
             Finish::Completed(upload) => Ok(Some(if upload.is_duplicate {
@@ -457,6 +490,32 @@ impl Pipeline {
                 }))
             }
         }
+    }
+
+    /// Checks the staging object against what the client gave, and copies exactly that
+    /// version to the confirmed key; answers the verified object's head. A run that finds
+    /// the staging object gone carries on from a confirmed copy that an earlier run made
+    /// (only a verified version is ever copied there).
+    async fn verify_and_copy(
+        &self,
+        keys: &UploadKeys,
+        options: &ConfirmOptions,
+    ) -> Result<ObjectHead, StepError> {
+        let head = match self.blob.head(&keys.staging).await {
+            Ok(head) => head,
+            Err(BlobError::NotFound) => {
+                let head = self.blob.head(&keys.confirmed).await?;
+                check_head(&head, options)?;
+                tracing::info!(key = %keys.confirmed, "staging object gone; confirming the copy made before");
+                return Ok(head);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        check_head(&head, options)?;
+        self.blob
+            .copy_if_match(&keys.staging, &keys.confirmed, &head.etag)
+            .await?;
+        Ok(head)
     }
 
     async fn content_hash(

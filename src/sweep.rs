@@ -71,7 +71,7 @@ pub async fn sweep_once(
     let expire: Vec<String> = if cfg.expiry_delete_objects {
         let results: Vec<(String, bool)> = futures::stream::iter(claimed)
             .map(|(id, key)| async move {
-                match blob.delete(&key).await {
+                match blob.delete_upload_objects(&key).await {
                     Ok(()) => (id, true),
                     Err(err) => {
                         tracing::warn!(upload_id = %id, error = %err, "could not delete an expired upload's object");

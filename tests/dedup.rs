@@ -200,6 +200,7 @@ async fn started(app: &TestApp, queued: &[(String, String)], files: &[Vec<u8>]) 
                 content_hash: sha256_hex(bytes),
                 size: bytes.len() as i64,
                 etag: "etag".into(),
+                s3_key: format!("confirmed/{upload_id}"),
             },
         });
     }

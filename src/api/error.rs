@@ -73,6 +73,9 @@ pub enum ApiError {
     Validation(Vec<ValidationIssue>),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A body that does not say it is JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("service unavailable")]
@@ -166,6 +169,7 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -182,6 +186,7 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } => "QuotaExceededError",
             ApiError::Validation(_) => "ValidationError",
             ApiError::PayloadTooLarge => "PayloadTooLargeError",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaTypeError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::Unavailable(_) => "ServiceUnavailableError",
             ApiError::Internal(_) => "InternalServerError",
@@ -305,6 +310,11 @@ mod tests {
                 "AlreadyExistsError",
             ),
             (ApiError::PayloadTooLarge, 413, "PayloadTooLargeError"),
+            (
+                ApiError::UnsupportedMediaType("x".into()),
+                415,
+                "UnsupportedMediaTypeError",
+            ),
             (
                 ApiError::invalid("missing", &["body"], "x"),
                 422,

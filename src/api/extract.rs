@@ -106,13 +106,45 @@ pub struct StrictJson<T>(pub T);
 /// Like [`StrictJson`], but an absent or empty body means `{}`.
 pub struct OptionalJson<T>(pub T);
 
+/// The body, refused unless it is empty or its Content-Type says JSON.
 async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state)
-        .await
-        .map_err(|rejection| match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            _ => ApiError::bad_request("could not read the request body"),
-        })
+    let content_type = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let bytes =
+        Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::bad_request("could not read the request body"),
+            })?;
+    if bytes.is_empty() || content_type.as_deref().is_some_and(is_json_media_type) {
+        return Ok(bytes);
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "the body must be JSON sent with Content-Type: application/json; this one came {}",
+        match &content_type {
+            Some(ct) => format!("as '{}'", ct.chars().take(100).collect::<String>()),
+            None => "without a Content-Type".to_owned(),
+        }
+    )))
+}
+
+/// `application/json` or `application/*+json`, in any case, with parameters or not.
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => {
+            sub == "json" || (sub.len() > "+json".len() && sub.ends_with("+json"))
+        }
+        _ => false,
+    }
 }
 
 /// Parses a JSON object into `T`, naming every unknown key and every type error.
@@ -296,6 +328,28 @@ mod tests {
             assert_eq!(issue(err).kind, kind, "{}", String::from_utf8_lossy(body));
         }
         assert!(parse_body::<Sample>(br#"{"name":"ok","size":null}"#).is_ok());
+    }
+
+    #[test]
+    fn json_media_types() {
+        let table = [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            (" application/json ;charset=UTF-8", true),
+            ("application/vnd.api+json", true),
+            ("application/problem+json", true),
+            ("application/+json", false),
+            ("application/jsonx", false),
+            ("text/json", false),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("multipart/form-data; boundary=x", false),
+            ("", false),
+        ];
+        for (content_type, json) in table {
+            assert_eq!(is_json_media_type(content_type), json, "{content_type:?}");
+        }
     }
 
     #[test]

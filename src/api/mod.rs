@@ -16,10 +16,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::BytesMut;
+use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -105,9 +110,46 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(max_body, read_whole_body))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Reads the whole request body before the request is routed, when it is within `limit`
+/// bytes. A handler may answer without reading its body (a 401 for the key, a 404); hyper
+/// then closes the kept-alive connection with the body's bytes unread, and a client that
+/// sent them may see the connection reset before it reads the answer. A larger body is
+/// handed on as it comes: the handler's checks answer first, as for any request, and its
+/// extractor answers 413.
+async fn read_whole_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let mut data = body.into_data_stream();
+    let mut read = BytesMut::new();
+    while let Some(chunk) = data.next().await {
+        match chunk {
+            Ok(chunk) => read.extend_from_slice(&chunk),
+            Err(_) => {
+                return ApiError::bad_request("could not read the request body").into_response()
+            }
+        }
+        if read.len() > limit {
+            let rest = futures::stream::iter([Ok(read.freeze())]).chain(data);
+            return next
+                .run(Request::from_parts(parts, Body::from_stream(rest)))
+                .await;
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(read.freeze())))
+        .await
 }
 
 /// Each request's span: method and path, and the upload and task it concerns, so that every

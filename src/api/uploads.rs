@@ -21,7 +21,7 @@ use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::AppState;
 use crate::domain::{
     blob_type_for, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename, IdKind,
-    InvalidValue,
+    InvalidValue, UploadKeys,
 };
 use crate::store::filter::{ColumnKind, Condition, TextMatch};
 use crate::store::uploads::{self, NewUpload, UploadCancel, UploadSort};
@@ -354,13 +354,9 @@ async fn prepare(
     }
 
     let id = new_id(IdKind::Upload);
-    let s3_key = format!(
-        "{}/{}/{}/{}",
-        tenant.namespace.id,
-        bucket.id,
-        id,
-        filename.as_str()
-    );
+    let s3_key = UploadKeys::new(&tenant.namespace.id, &bucket.id, &id, &filename)
+        .map_err(field_error("filename"))?
+        .staging;
     let created_at = now_micros();
     let expires_at = created_at + chrono::Duration::seconds(expiration);
     let presigned_url = state
@@ -824,7 +820,7 @@ pub async fn cancel(
         }
     };
     if query.delete_s3_object {
-        state.blob.delete(&upload.s3_key).await.map_err(|err| {
+        state.blob.delete_upload_objects(&upload.s3_key).await.map_err(|err| {
             tracing::warn!(upload_id = %upload.id, error = %err, "could not delete a canceled upload's object");
             ApiError::Unavailable(
                 "the upload is canceled, but its object could not be deleted; repeat the request".into(),

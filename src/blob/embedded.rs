@@ -5,10 +5,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
+use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{S3Request, S3Response, S3Result, S3};
+use sha2::Digest as _;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -36,7 +41,7 @@ impl EmbeddedS3 {
             .with_context(|| format!("creating {}", root.display()))?;
         let fs = s3s_fs::FileSystem::new(root)
             .map_err(|e| anyhow::anyhow!("opening {} as a store: {e:?}", root.display()))?;
-        let mut builder = S3ServiceBuilder::new(fs);
+        let mut builder = S3ServiceBuilder::new(DiskKeys(fs));
         builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
 
@@ -89,6 +94,227 @@ impl Drop for EmbeddedS3 {
             // Aborting drops the listener and the JoinSet, which aborts every connection task.
             task.abort();
         }
+    }
+}
+
+/// The longest file name the file systems under a store accept, in bytes (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+/// Where keys too long for the file system are kept, under a name derived from them.
+const LONG_KEYS: &str = ".long-keys/";
+
+/// s3s-fs keeps an object at `{bucket}/{key}` and its metadata in files named
+/// `.bucket-{base64 bucket}.object-{base64 key}[.upload-{uuid}].metadata.json`, so a key of
+/// a component over 255 bytes, or of about 150 bytes in all, cannot be stored: the PUT
+/// writes the object, then fails on its metadata and answers 500. This store gives
+/// s3s-fs such keys under a fixed-length name instead: `.long-keys/{base64 SHA-256 of
+/// the key}`. Shorter keys are kept as they are, so existing folders stay readable.
+/// Listings show the derived names of long keys.
+struct DiskKeys(s3s_fs::FileSystem);
+
+fn base64_len(bytes: usize) -> usize {
+    (bytes * 4).div_ceil(3)
+}
+
+/// The key s3s-fs is given for `key` in `bucket`.
+fn disk_key(bucket: &str, key: &str) -> String {
+    // The longest file name s3s-fs derives: a multipart upload's metadata.
+    let metadata_name = ".bucket-".len()
+        + base64_len(bucket.len())
+        + ".object-".len()
+        + base64_len(key.len())
+        + ".upload-00000000-0000-0000-0000-000000000000".len()
+        + ".metadata.json".len();
+    let fits = metadata_name <= NAME_MAX && key.split('/').all(|part| part.len() <= NAME_MAX);
+    if fits && !key.starts_with(LONG_KEYS) {
+        return key.to_owned();
+    }
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    format!("{LONG_KEYS}{}", URL_SAFE_NO_PAD.encode(digest))
+}
+
+fn disk_source(source: &mut CopySource) {
+    if let CopySource::Bucket { bucket, key, .. } = source {
+        *key = disk_key(bucket, key).into();
+    }
+}
+
+/// The S3 operations s3s-fs implements, each given the key s3s-fs can store.
+#[async_trait::async_trait]
+impl S3 for DiskKeys {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.0.create_bucket(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.0.delete_bucket(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.0.head_bucket(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.0.get_bucket_location(req).await
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.0.list_buckets(req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.0.list_objects(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.0.list_objects_v2(req).await
+    }
+
+    async fn put_object(
+        &self,
+        mut req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        self.0.put_object(req).await
+    }
+
+    async fn get_object(
+        &self,
+        mut req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        self.0.get_object(req).await
+    }
+
+    async fn head_object(
+        &self,
+        mut req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        self.0.head_object(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        mut req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        self.0.delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        mut req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let bucket = req.input.bucket.clone();
+        let mut asked = std::collections::HashMap::new();
+        for object in &mut req.input.delete.objects {
+            let on_disk = disk_key(&bucket, &object.key);
+            asked.insert(on_disk.clone(), std::mem::replace(&mut object.key, on_disk));
+        }
+        let mut resp = self.0.delete_objects(req).await?;
+        // The answer names the keys as they were asked for.
+        let named = |key: &mut Option<String>| {
+            if let Some(k) = key.as_mut() {
+                if let Some(original) = asked.get(k.as_str()) {
+                    k.clone_from(original);
+                }
+            }
+        };
+        for deleted in resp.output.deleted.iter_mut().flatten() {
+            named(&mut deleted.key);
+        }
+        for error in resp.output.errors.iter_mut().flatten() {
+            named(&mut error.key);
+        }
+        Ok(resp)
+    }
+
+    async fn copy_object(
+        &self,
+        mut req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        disk_source(&mut req.input.copy_source);
+        self.0.copy_object(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        mut req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let asked = req.input.key.clone();
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        let mut resp = self.0.create_multipart_upload(req).await?;
+        resp.output.key = Some(asked);
+        Ok(resp)
+    }
+
+    async fn upload_part(
+        &self,
+        mut req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        self.0.upload_part(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        mut req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        disk_source(&mut req.input.copy_source);
+        self.0.upload_part_copy(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        mut req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let asked = req.input.key.clone();
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        let mut resp = self.0.list_parts(req).await?;
+        resp.output.key = Some(asked);
+        Ok(resp)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        mut req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let asked = req.input.key.clone();
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        let mut resp = self.0.complete_multipart_upload(req).await?;
+        resp.output.key = Some(asked);
+        Ok(resp)
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        mut req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        req.input.key = disk_key(&req.input.bucket, &req.input.key);
+        self.0.abort_multipart_upload(req).await
     }
 }
 
@@ -231,6 +457,9 @@ mod tests {
     use reqwest::StatusCode;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
     use super::test_support::{http_put, Harness, ACCESS_KEY, HOUR, SECRET_KEY};
     use super::EmbeddedS3;
     use crate::blob::BlobError;
@@ -297,6 +526,65 @@ mod tests {
             .unwrap();
         h.server = Some(server);
         h.store.ensure_bucket().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn long_keys_are_stored_and_answered() {
+        let h = Harness::new().await;
+        // A component over the file system's 255 bytes, and a key of 900 bytes in all.
+        let key = format!("ns/{}/{}", "b".repeat(120), "😀".repeat(194));
+        assert_eq!(key.len(), 900);
+        let url = h.presign(&key, "text/plain").await;
+        let status = http_put(&url, "text/plain", b"long".to_vec()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h.store.head(&key).await.unwrap().size, 4);
+
+        let copy = format!("confirmed/{key}");
+        let etag = h.store.head(&key).await.unwrap().etag;
+        h.store.copy_if_match(&key, &copy, &etag).await.unwrap();
+        let hashed = h.store.sha256(&copy, &mut |_| {}).await.unwrap();
+        assert_eq!(hashed.bytes, 4);
+        h.store.delete(&key).await.unwrap();
+        assert!(matches!(h.store.head(&key).await, Err(BlobError::NotFound)));
+        assert_eq!(h.store.head(&copy).await.unwrap().size, 4);
+    }
+
+    #[test]
+    fn disk_keys_fit_the_file_system() {
+        let bucket = "b".repeat(63);
+        for key in [
+            "a.txt".to_owned(),
+            "x".repeat(1024),
+            format!("a/{}/b", "y".repeat(300)),
+            "😀".repeat(256),
+        ] {
+            let on_disk = super::disk_key(&bucket, &key);
+            let metadata = format!(
+                ".bucket-{}.object-{}.upload-{}.metadata.json",
+                URL_SAFE_NO_PAD.encode(&bucket),
+                URL_SAFE_NO_PAD.encode(&on_disk),
+                uuid::Uuid::nil()
+            );
+            assert!(metadata.len() <= super::NAME_MAX, "{key}");
+            assert!(on_disk.split('/').all(|p| p.len() <= super::NAME_MAX));
+            assert_eq!(on_disk, super::disk_key(&bucket, &key), "stable");
+        }
+        assert_eq!(super::disk_key("b", "ns/a.txt"), "ns/a.txt");
+        assert_ne!(
+            super::disk_key("b", "x".repeat(300).as_str()),
+            super::disk_key("b", "x".repeat(301).as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_over_1024_bytes_are_refused_as_s3_does() {
+        let h = Harness::new().await;
+        let key = "k".repeat(1025);
+        let url = h.presign(&key, "text/plain").await;
+        let status = http_put(&url, "text/plain", b"x".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let head = h.store.head(&key).await;
+        assert!(matches!(head, Err(BlobError::Rejected(_))), "{head:?}");
     }
 
     #[tokio::test]

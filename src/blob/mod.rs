@@ -16,10 +16,15 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::domain::{unquote_etag, UploadKeys};
+
 /// Time allowed to establish a TCP (and TLS) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed for one attempt up to the response headers; streamed bodies are not covered.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for one CopyObject: the store answers when the whole object is copied,
+/// and a single-request object may have 5 GiB.
+const COPY_TIMEOUT: Duration = Duration::from_secs(900);
 /// Longest silence tolerated between two chunks of a streamed body.
 const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The caller retries with its own backoff, so the SDK only smooths over blips.
@@ -71,7 +76,14 @@ pub enum BlobError {
     /// HeadObject/GetObject 404 / NoSuchKey.
     #[error("object not found")]
     NotFound,
-    /// Anything worth retrying, including 403 (misconfiguration is retried, then dead-lettered).
+    /// The store refused the request (a 4xx other than throttling or a timeout): asking
+    /// again gets the same answer.
+    #[error("object store refused the request: {0}")]
+    Rejected(String),
+    /// A conditional copy found its source changed or gone since it was verified.
+    #[error("object changed: {0}")]
+    Changed(String),
+    /// Anything worth retrying: 5xx, throttling, timeouts, connection trouble.
     #[error("object store unavailable: {0}")]
     Transient(String),
 }
@@ -237,10 +249,65 @@ impl BlobStore {
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         let deleted = self.client.delete_object().bucket(&self.bucket).key(key);
         match deleted.send().await {
-            Err(err) if err.code() != Some("NoSuchKey") => Err(transient(&err)),
+            Err(err) if err.code() != Some("NoSuchKey") => Err(failure(&err)),
             _ => Ok(()),
         }
     }
+
+    /// Deletes both objects of an upload (see [`UploadKeys`]) from the key it records;
+    /// missing ones are Ok.
+    pub async fn delete_upload_objects(&self, s3_key: &str) -> Result<(), BlobError> {
+        let keys = UploadKeys::of(s3_key);
+        self.delete(&keys.staging).await?;
+        self.delete(&keys.confirmed).await
+    }
+
+    /// Copies `from` to `to` inside the bucket, only if `from` still has ETag `etag`.
+    /// [`BlobError::Changed`] when it has another or is gone.
+    pub async fn copy_if_match(&self, from: &str, to: &str, etag: &str) -> Result<(), BlobError> {
+        let copied = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(copy_source(&self.bucket, from))
+            .copy_source_if_match(format!("\"{}\"", unquote_etag(etag)))
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::new().timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_attempt_timeout(COPY_TIMEOUT)
+                        .build(),
+                ),
+            )
+            .send()
+            .await;
+        match copied {
+            Ok(_) => Ok(()),
+            Err(err) => match (err.code(), http_status(&err)) {
+                (Some("PreconditionFailed"), _) | (_, Some(412)) => Err(BlobError::Changed(
+                    format!("{from} no longer has ETag {etag}"),
+                )),
+                (Some("NoSuchKey"), _) => Err(BlobError::Changed(format!("{from} is gone"))),
+                _ => Err(failure(&err)),
+            },
+        }
+    }
+}
+
+/// The `x-amz-copy-source` of a key: `bucket/key`, percent-encoded but for `/`.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = String::with_capacity(bucket.len() + 1 + key.len());
+    out.push_str(bucket);
+    out.push('/');
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// An object whose GetObject answered: its headers, and the body still to read.
@@ -400,6 +467,38 @@ where
     match (err.code(), http_status(err)) {
         (Some("NoSuchBucket"), _) => transient(err),
         (Some("NoSuchKey" | "NotFound"), _) | (_, Some(404)) => BlobError::NotFound,
+        _ => failure(err),
+    }
+}
+
+/// 4xx error codes that a later attempt may not get: throttling, timeouts, a conflicting
+/// operation in flight, credentials or a clock that fix themselves.
+const RETRYABLE_4XX_CODES: [&str; 7] = [
+    "RequestTimeout",
+    "SlowDown",
+    "Throttling",
+    "OperationAborted",
+    "RequestTimeTooSkewed",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+];
+
+/// Whether an answer of the store is final: a 4xx other than a timeout (408), a conflict
+/// (409), throttling (429) or one of [`RETRYABLE_4XX_CODES`]. A missing bucket stays
+/// retryable: it is the operator's to fix, not the request's.
+fn is_refusal(status: u16, code: Option<&str>) -> bool {
+    (400..500).contains(&status)
+        && !matches!(status, 408 | 409 | 429)
+        && !code.is_some_and(|c| c == "NoSuchBucket" || RETRYABLE_4XX_CODES.contains(&c))
+}
+
+/// `Rejected` for a final refusal of the store, else `Transient`.
+fn failure<E>(err: &SdkError<E>) -> BlobError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match http_status(err) {
+        Some(status) if is_refusal(status, err.code()) => BlobError::Rejected(describe(err)),
         _ => transient(err),
     }
 }
@@ -408,7 +507,15 @@ fn transient<E>(err: &SdkError<E>) -> BlobError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let text = match (http_status(err), err.code()) {
+    BlobError::Transient(describe(err))
+}
+
+/// An SDK error as one line: `HTTP 403 AccessDenied: message`, or the error chain.
+fn describe<E>(err: &SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (http_status(err), err.code()) {
         // The SDK's own rendering of service errors embeds the whole raw response.
         (Some(status), code) => format!(
             "HTTP {status} {}{}",
@@ -416,8 +523,7 @@ where
             err.message().map(|m| format!(": {m}")).unwrap_or_default()
         ),
         (None, _) => error_chain(err),
-    };
-    BlobError::Transient(text)
+    }
 }
 
 /// `outer: cause: root cause`, without the Debug dumps `DisplayErrorContext` appends.
@@ -547,6 +653,67 @@ mod tests {
             Err(BlobError::NotFound)
         ));
         h.store.delete("del/1").await.unwrap();
+    }
+
+    #[test]
+    fn refusals_are_the_final_4xx_answers() {
+        let table = [
+            (400, Some("KeyTooLongError"), true),
+            (400, None, true),
+            (403, Some("AccessDenied"), true),
+            (403, None, true),
+            (400, Some("RequestTimeout"), false),
+            (400, Some("ExpiredToken"), false),
+            (403, Some("RequestTimeTooSkewed"), false),
+            (404, Some("NoSuchBucket"), false),
+            (408, None, false),
+            (409, Some("OperationAborted"), false),
+            (429, None, false),
+            (500, Some("InternalError"), false),
+            (503, Some("SlowDown"), false),
+        ];
+        for (status, code, refusal) in table {
+            assert_eq!(
+                super::is_refusal(status, code),
+                refusal,
+                "{status} {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn copy_sources_are_percent_encoded_but_for_slashes() {
+        assert_eq!(
+            super::copy_source("b", "ns/a b+c/é.txt"),
+            "b/ns/a%20b%2Bc/%C3%A9.txt"
+        );
+    }
+
+    #[tokio::test]
+    async fn copy_if_match_copies_only_the_verified_version() {
+        let h = Harness::new().await;
+        h.upload("stage/one", "text/plain", FOX.to_vec()).await;
+        h.store
+            .copy_if_match("stage/one", "final/one", FOX_MD5)
+            .await
+            .unwrap();
+        let (hashed, _) = hash(&h, "final/one").await;
+        assert_eq!(hashed.unwrap().sha256_hex, sha256_hex(FOX));
+
+        h.upload("stage/one", "text/plain", b"changed".to_vec())
+            .await;
+        let changed = h
+            .store
+            .copy_if_match("stage/one", "final/one", FOX_MD5)
+            .await;
+        assert!(matches!(changed, Err(BlobError::Changed(_))), "{changed:?}");
+        let gone = h
+            .store
+            .copy_if_match("stage/none", "final/one", FOX_MD5)
+            .await;
+        assert!(matches!(gone, Err(BlobError::Changed(_))), "{gone:?}");
+        let (hashed, _) = hash(&h, "final/one").await;
+        assert_eq!(hashed.unwrap().sha256_hex, sha256_hex(FOX));
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub use ids::{new_api_key, new_id, IdKind};
 pub use status::{TaskStatus, TaskType, UploadStatus};
 pub use values::{
     blob_type_for, etags_match, unquote_etag, BlobProperty, BlobType, ContentHash, ContentType,
-    Filename, InvalidValue,
+    Filename, InvalidValue, UploadKeys, MAX_KEY_BYTES,
 };
 
 /// Whether a confirmation runs in the background from the start.

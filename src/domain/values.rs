@@ -49,6 +49,63 @@ impl Filename {
     }
 }
 
+/// The longest object key S3 accepts, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Where confirmed bytes are kept. Every key a presigned URL names starts with its
+/// namespace id (`ns_...`), so no URL can write under this prefix.
+const CONFIRMED_PREFIX: &str = "confirmed/";
+
+/// The two object keys of an upload: `staging`, which its presigned URL PUTs to (and a
+/// client may overwrite while the URL lives), and `confirmed`, the copy a confirmation
+/// verified and recorded, which no URL can write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadKeys {
+    pub staging: String,
+    pub confirmed: String,
+}
+
+impl UploadKeys {
+    /// The keys of a new upload, `{namespace}/{bucket}/{upload}/{filename}` and its
+    /// confirmed twin; refused when the longer of them would pass S3's key limit, which
+    /// counts bytes, so that a name of many multi-byte characters can be too long.
+    pub fn new(
+        namespace_id: &str,
+        bucket_id: &str,
+        upload_id: &str,
+        filename: &Filename,
+    ) -> Result<Self, InvalidValue> {
+        let keys = UploadKeys::of(&format!(
+            "{namespace_id}/{bucket_id}/{upload_id}/{}",
+            filename.as_str()
+        ));
+        let longest = keys.confirmed.len();
+        if longest > MAX_KEY_BYTES {
+            return invalid(format!(
+                "filename is too long: its object key would be {longest} bytes of UTF-8, over \
+                 S3's limit of {MAX_KEY_BYTES}; this name may have at most {} bytes",
+                filename.as_str().len() - (longest - MAX_KEY_BYTES)
+            ));
+        }
+        Ok(keys)
+    }
+
+    /// The keys of an upload from the key it records, whichever of the two that is: the
+    /// staging key until it completes, the confirmed key from then on.
+    pub fn of(s3_key: &str) -> Self {
+        match s3_key.strip_prefix(CONFIRMED_PREFIX) {
+            Some(staging) => UploadKeys {
+                staging: staging.to_owned(),
+                confirmed: s3_key.to_owned(),
+            },
+            None => UploadKeys {
+                staging: s3_key.to_owned(),
+                confirmed: format!("{CONFIRMED_PREFIX}{s3_key}"),
+            },
+        }
+    }
+}
+
 /// A MIME type `type/subtype`, lower-cased, as signed into the presigned URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentType(String);
@@ -228,6 +285,48 @@ mod tests {
         assert!(Filename::parse(&"x".repeat(255)).is_ok());
         assert!(Filename::parse(&"x".repeat(256)).is_err());
         assert!(Filename::parse(&"é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn upload_keys() {
+        let (ns, bkt, upl) = (
+            format!("ns_{}", "a".repeat(32)),
+            format!("bkt_{}", "b".repeat(32)),
+            format!("upl_{}", "c".repeat(32)),
+        );
+        let name = Filename::parse("a.txt").unwrap();
+        let keys = UploadKeys::new(&ns, &bkt, &upl, &name).unwrap();
+        assert_eq!(keys.staging, format!("{ns}/{bkt}/{upl}/a.txt"));
+        assert_eq!(keys.confirmed, format!("confirmed/{ns}/{bkt}/{upl}/a.txt"));
+        // Either key gives back both; no staging key is a confirmed one.
+        assert_eq!(UploadKeys::of(&keys.staging), keys);
+        assert_eq!(UploadKeys::of(&keys.confirmed), keys);
+        assert!(!keys.staging.starts_with(CONFIRMED_PREFIX));
+
+        // S3 counts bytes: the budget left for the name by the prefix parts.
+        let budget = MAX_KEY_BYTES - keys.confirmed.len() + "a.txt".len();
+        for (name, ok) in [
+            ("x".repeat(255), true),
+            ("é".repeat(255), true),
+            ("😀".repeat(budget / 4), true),
+            ("😀".repeat(budget / 4 + 1), false),
+            ("😀".repeat(255), false),
+        ] {
+            let name = Filename::parse(&name).unwrap();
+            let made = UploadKeys::new(&ns, &bkt, &upl, &name);
+            assert_eq!(made.is_ok(), ok, "{} bytes", name.as_str().len());
+            if let Ok(keys) = made {
+                assert!(keys.confirmed.len() <= MAX_KEY_BYTES);
+            }
+        }
+        let err = UploadKeys::new(
+            &ns,
+            &bkt,
+            &upl,
+            &Filename::parse(&"😀".repeat(255)).unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.0.contains(&format!("at most {budget} bytes")), "{err}");
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct Verified {
     pub content_hash: String,
     pub size: i64,
     pub etag: String,
+    /// Where the verified bytes are kept: the upload's key from now on, and its object's.
+    pub s3_key: String,
 }
 
 /// How finishing ended.
@@ -210,7 +212,7 @@ pub async fn complete(
         "UPDATE uploads SET status = 'COMPLETED', verified_at = now(), completed_at = now(),
             updated_at = now(), etag = $2, file_size_bytes = $3, file_hash = $4, object_id = $5,
             is_duplicate = $6, duplicate_of_upload_id = $7, batch_id = $8, batch_task_id = $9,
-            message = $10, error = NULL
+            message = $10, error = NULL, s3_key = $11
          WHERE id = $1 RETURNING {UPLOAD_COLUMNS}"
     )))
     .bind(&upload.id)
@@ -223,6 +225,7 @@ pub async fn complete(
     .bind(&batch_id)
     .bind(&batch_task_id)
     .bind(&message)
+    .bind(&verified.s3_key)
     .fetch_one(&mut *tx)
     .await?;
 
@@ -414,9 +417,9 @@ pub async fn complete_many(
             updated_at = now(), etag = v.etag, file_size_bytes = v.size, file_hash = v.hash,
             object_id = v.object_id, is_duplicate = v.duplicate_of IS NOT NULL,
             duplicate_of_upload_id = v.duplicate_of, batch_id = NULL, batch_task_id = NULL,
-            message = v.message, error = NULL
-         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
-            AS v(id, etag, size, hash, object_id, duplicate_of, message)
+            message = v.message, error = NULL, s3_key = v.s3_key
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+            AS v(id, etag, size, hash, object_id, duplicate_of, message, s3_key)
          WHERE u.id = v.id RETURNING {columns}",
         columns = &*UPLOAD_COLUMNS_OF_U
     )))
@@ -432,6 +435,7 @@ pub async fn complete_many(
             .map(|(_, _, o, d)| completion_message(d.as_deref(), o.is_some()))
             .collect::<Vec<_>>(),
     )
+    .bind(decided.iter().map(|(c, _, _, _)| c.verified.s3_key.clone()).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     let mut completed: HashMap<String, UploadRow> =
@@ -692,7 +696,7 @@ fn object_blobs(upload: &UploadRow, verified: &Verified) -> Value {
     json!([{
         "property": upload.blob_property,
         "type": upload.blob_type,
-        "s3_key": upload.s3_key,
+        "s3_key": verified.s3_key,
         "content_type": upload.content_type,
         "size_bytes": verified.size,
         "file_hash": verified.content_hash,
