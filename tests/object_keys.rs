@@ -324,7 +324,7 @@ async fn a_worker_the_store_refuses_fails_its_confirmations_at_once() {
     assert_eq!(task["status"], "FAILED", "{task}");
     assert!(took < Duration::from_secs(10), "FAILED after {took:?}");
     assert_eq!(
-        task["outputs"]["error"]["details"]["reason"], "storage_rejected",
+        task["outputs"][0]["error"]["details"]["reason"], "storage_rejected",
         "{task}"
     );
     assert!(
