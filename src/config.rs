@@ -93,6 +93,11 @@ pub struct ApiConfig {
     /// Largest accepted request body (bytes).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
+
+    /// Sign every declared `file_hash` into the PUT URL unless the client sends
+    /// `enforce_file_hash: false`: the store then checks the bytes and confirm reads none.
+    #[arg(long, env = "ENFORCE_DECLARED_HASH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub enforce_declared_hash: bool,
 }
 
 impl ApiConfig {

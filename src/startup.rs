@@ -96,6 +96,7 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
                 sync_wait: config.api.sync_wait(),
                 async_threshold_bytes: config.confirm.async_threshold_bytes,
                 max_body_bytes: config.api.max_body_bytes,
+                enforce_declared_hash: config.api.enforce_declared_hash,
             }),
         };
         let token = shutdown.clone();

@@ -57,6 +57,8 @@ pub struct ApiSettings {
     pub sync_wait: Duration,
     pub async_threshold_bytes: i64,
     pub max_body_bytes: usize,
+    /// A declared `file_hash` is signed into the PUT URL unless the client opts out.
+    pub enforce_declared_hash: bool,
 }
 
 async fn not_found() -> ApiError {

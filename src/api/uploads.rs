@@ -19,6 +19,7 @@ use super::extract::{
 use super::filters::{self, Field};
 use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::AppState;
+use crate::blob::PresignedPut;
 use crate::domain::{
     blob_type_for, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename, IdKind,
     InvalidValue, UploadKeys,
@@ -60,6 +61,9 @@ pub struct CreateUpload {
     #[schema(pattern = r"^[0-9a-f]{64}$", min_length = 64, max_length = 64)]
     file_hash: Option<String>,
     skip_duplicates: Option<bool>,
+    /// Sign `file_hash` into the PUT URL (needs `file_hash`): the store refuses other bytes,
+    /// and confirm reads none. The PUT must send every header of `upload_headers`.
+    enforce_file_hash: Option<bool>,
 }
 
 impl BodySchema for CreateUpload {
@@ -75,6 +79,7 @@ impl BodySchema for CreateUpload {
         "blob_type",
         "file_hash",
         "skip_duplicates",
+        "enforce_file_hash",
     ];
 }
 
@@ -87,6 +92,8 @@ pub struct UploadResponse {
     pub content_type: String,
     pub file_size_bytes: Option<i64>,
     pub presigned_url: Option<String>,
+    /// Every header the PUT to `presigned_url` must send, with its value (creation only).
+    pub upload_headers: Option<BTreeMap<String, String>>,
     pub presigned_url_expiration: i32,
     pub s3_key: String,
     /// `PENDING`, `PROCESSING`, `COMPLETED`, `FAILED` or `CANCELED`.
@@ -100,6 +107,8 @@ pub struct UploadResponse {
     pub blob_type: String,
     pub file_hash: Option<String>,
     pub skip_duplicates: bool,
+    /// The PUT URL signs `file_hash`: the store checked the bytes.
+    pub enforce_file_hash: bool,
     pub is_duplicate: bool,
     pub duplicate_of_upload_id: Option<String>,
     /// Always false: buckets have no unique keys here.
@@ -120,7 +129,11 @@ pub struct UploadResponse {
 }
 
 impl UploadResponse {
-    pub fn new(u: &UploadRow, presigned_url: Option<String>) -> Self {
+    pub fn new(u: &UploadRow, put: Option<PresignedPut>) -> Self {
+        let (presigned_url, upload_headers) = match put {
+            Some(p) => (Some(p.url), Some(p.headers)),
+            None => (None, None),
+        };
         UploadResponse {
             upload_id: u.id.clone(),
             bucket_id: u.bucket_id.clone(),
@@ -128,6 +141,7 @@ impl UploadResponse {
             content_type: u.content_type.clone(),
             file_size_bytes: u.file_size_bytes,
             presigned_url,
+            upload_headers,
             presigned_url_expiration: u.presigned_url_expiration,
             s3_key: u.s3_key.clone(),
             status: u.status.clone(),
@@ -138,6 +152,7 @@ impl UploadResponse {
             blob_type: u.blob_type.clone(),
             file_hash: u.file_hash.clone(),
             skip_duplicates: u.skip_duplicates,
+            enforce_file_hash: u.enforce_file_hash,
             is_duplicate: u.is_duplicate,
             duplicate_of_upload_id: u.duplicate_of_upload_id.clone(),
             skipped_unique_key: false,
@@ -289,7 +304,7 @@ enum Prepared {
     /// The content is already in the bucket: the original, answered as a duplicate.
     Duplicate(Box<UploadResponse>),
     /// A new upload to store, with its PUT URL.
-    New(Box<NewUpload>, String),
+    New(Box<NewUpload>, PresignedPut),
 }
 
 /// Validates one creation request and presigns its URL; stores nothing.
@@ -326,6 +341,16 @@ async fn prepare(
         .map(ContentHash::parse)
         .transpose()
         .map_err(field_error("file_hash"))?;
+    let enforce_file_hash = body
+        .enforce_file_hash
+        .unwrap_or(state.settings.enforce_declared_hash && file_hash.is_some());
+    if enforce_file_hash && file_hash.is_none() {
+        return Err(ApiError::invalid(
+            "missing",
+            &["body", "file_hash"],
+            "enforce_file_hash needs file_hash: the SHA-256 the store is to check",
+        ));
+    }
     let (blob_property, blob_type) = blob_slot(
         bucket,
         &filename,
@@ -359,11 +384,16 @@ async fn prepare(
         .staging;
     let created_at = now_micros();
     let expires_at = created_at + chrono::Duration::seconds(expiration);
-    let presigned_url = state
+    let signed_hash = file_hash
+        .as_ref()
+        .filter(|_| enforce_file_hash)
+        .map(ContentHash::to_base64);
+    let put = state
         .blob
-        .presign_put(
+        .presign_put_with(
             &s3_key,
             content_type.as_str(),
+            signed_hash.as_deref(),
             created_at.into(),
             Duration::from_secs(expiration.unsigned_abs()),
         )
@@ -385,20 +415,23 @@ async fn prepare(
         blob_type: blob_type.as_str().to_owned(),
         file_hash: file_hash.map(|h| h.as_str().to_owned()),
         skip_duplicates,
+        enforce_file_hash,
         created_at,
         expires_at,
     };
-    Ok(Prepared::New(Box::new(upload), presigned_url))
+    Ok(Prepared::New(Box::new(upload), put))
 }
 
 /// The answer for a created upload: with its PUT URL and what to do with it.
-fn created_answer(upload: &UploadRow, presigned_url: String) -> UploadResponse {
-    let mut answer = UploadResponse::new(upload, Some(presigned_url));
-    answer.message = Some(format!(
-        "PUT the file to presigned_url with Content-Type: {} before {}, then confirm",
-        upload.content_type,
+fn created_answer(upload: &UploadRow, put: PresignedPut) -> UploadResponse {
+    let headers: Vec<&str> = put.headers.keys().map(String::as_str).collect();
+    let message = format!(
+        "PUT the file to presigned_url with the headers of upload_headers ({}) before {}, then confirm",
+        headers.join(", "),
         upload.expires_at.to_rfc3339()
-    ));
+    );
+    let mut answer = UploadResponse::new(upload, Some(put));
+    answer.message = Some(message);
     answer
 }
 

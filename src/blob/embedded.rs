@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -195,7 +197,31 @@ impl S3 for DiskKeys {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        self.0.put_object(req).await
+        // s3s-fs stores the bytes before it compares a declared SHA-256, so a refused PUT
+        // would still replace the object: the body is checked as it streams instead, and
+        // fails before the store keeps anything.
+        let mismatch = Arc::new(AtomicBool::new(false));
+        let expected = req
+            .input
+            .checksum_sha256
+            .as_deref()
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+        if let Some(expected) = expected {
+            req.input.body = req.input.body.take().map(|body| {
+                StreamingBlob::new(CheckedBody {
+                    inner: body,
+                    hasher: sha2::Sha256::new(),
+                    expected,
+                    mismatch: Arc::clone(&mismatch),
+                    ended: false,
+                })
+            });
+        }
+        let answer = self.0.put_object(req).await;
+        if mismatch.load(Ordering::SeqCst) {
+            return Err(s3s::s3_error!(BadDigest, "checksum_sha256 mismatch"));
+        }
+        answer
     }
 
     async fn get_object(
@@ -370,6 +396,55 @@ async fn serve_conn(
     };
     if let Err(err) = result {
         tracing::debug!(%err, "embedded S3 connection ended with an error");
+    }
+}
+
+/// A PUT body that hashes what passes and, at its end, fails if the SHA-256 is not the one
+/// declared, so that the store drops its temporary file instead of keeping the bytes.
+struct CheckedBody {
+    inner: StreamingBlob,
+    hasher: sha2::Sha256,
+    expected: Vec<u8>,
+    mismatch: Arc<AtomicBool>,
+    ended: bool,
+}
+
+impl futures::Stream for CheckedBody {
+    type Item = Result<bytes::Bytes, s3s::StdError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let next = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_next(cx));
+        std::task::Poll::Ready(match next {
+            Some(Ok(chunk)) => {
+                self.hasher.update(&chunk);
+                Some(Ok(chunk))
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None if self.ended => None,
+            None => {
+                self.ended = true;
+                let digest = self.hasher.finalize_reset();
+                if digest.as_slice() == self.expected.as_slice() {
+                    None
+                } else {
+                    self.mismatch.store(true, Ordering::SeqCst);
+                    Some(Err("the body's SHA-256 is not the declared one".into()))
+                }
+            }
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        futures::Stream::size_hint(&self.inner)
+    }
+}
+
+impl s3s::stream::ByteStream for CheckedBody {
+    fn remaining_length(&self) -> s3s::stream::RemainingLength {
+        self.inner.remaining_length()
     }
 }
 

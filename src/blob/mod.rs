@@ -53,6 +53,13 @@ pub struct BlobStore {
     region: String,
 }
 
+/// A presigned PUT: the URL, and the headers (lower-case names) it must be sent with.
+#[derive(Debug, Clone)]
+pub struct PresignedPut {
+    pub url: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
 /// What HeadObject tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {
@@ -161,6 +168,23 @@ impl BlobStore {
         start: SystemTime,
         expires_in: Duration,
     ) -> Result<String, BlobError> {
+        Ok(self
+            .presign_put_with(key, content_type, None, start, expires_in)
+            .await?
+            .url)
+    }
+
+    /// A presigned PUT URL, and every header the PUT must send with its value. With
+    /// `sha256_base64`, the signature also covers `x-amz-checksum-sha256`, so the store
+    /// refuses bytes with another digest (BadDigest). No network I/O.
+    pub async fn presign_put_with(
+        &self,
+        key: &str,
+        content_type: &str,
+        sha256_base64: Option<&str>,
+        start: SystemTime,
+        expires_in: Duration,
+    ) -> Result<PresignedPut, BlobError> {
         let presigning = PresigningConfig::builder()
             .start_time(start)
             .expires_in(expires_in)
@@ -172,10 +196,18 @@ impl BlobStore {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .set_checksum_sha256(sha256_base64.map(str::to_owned))
             .presigned(presigning)
             .await
             .map_err(|e| transient(&e))?;
-        Ok(request.uri().to_string())
+        let headers = request
+            .headers()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+            .collect();
+        Ok(PresignedPut {
+            url: request.uri().to_string(),
+            headers,
+        })
     }
 
     /// HeadObject with checksum mode enabled.

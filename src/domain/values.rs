@@ -245,6 +245,13 @@ impl ContentHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The digest in base64, as S3's `x-amz-checksum-sha256` carries it.
+    pub fn to_base64(&self) -> String {
+        use base64::Engine;
+        let bytes = hex::decode(&self.0).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
 }
 
 /// An ETag without the double quotes HTTP puts around it.
@@ -368,6 +375,18 @@ mod tests {
                 "{ct}"
             );
         }
+    }
+
+    #[test]
+    fn hashes_in_base64() {
+        // SHA-256 of the empty string.
+        let empty =
+            ContentHash::parse("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+                .unwrap();
+        assert_eq!(
+            empty.to_base64(),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub struct UploadRow {
     pub blob_type: String,
     pub file_hash: Option<String>,
     pub skip_duplicates: bool,
+    pub enforce_file_hash: bool,
     pub is_duplicate: bool,
     pub duplicate_of_upload_id: Option<String>,
     pub message: Option<String>,

@@ -10,7 +10,7 @@ use super::models::UploadRow;
 use super::outbox::{self, OutboxMessage};
 use super::tasks::{self, NewTask};
 
-pub(crate) const UPLOAD_COLUMNS: &str = "id, bucket_id, namespace_id, filename, content_type, file_size_bytes, presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm, object_metadata, blob_property, blob_type, file_hash, skip_duplicates, is_duplicate, duplicate_of_upload_id, message, etag, object_id, task_id, batch_id, batch_task_id, error, created_at, updated_at, expires_at, verified_at, completed_at";
+pub(crate) const UPLOAD_COLUMNS: &str = "id, bucket_id, namespace_id, filename, content_type, file_size_bytes, presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm, object_metadata, blob_property, blob_type, file_hash, skip_duplicates, enforce_file_hash, is_duplicate, duplicate_of_upload_id, message, etag, object_id, task_id, batch_id, batch_task_id, error, created_at, updated_at, expires_at, verified_at, completed_at";
 
 /// An upload about to be stored, already validated.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -30,38 +30,17 @@ pub struct NewUpload {
     pub blob_type: String,
     pub file_hash: Option<String>,
     pub skip_duplicates: bool,
+    /// The PUT URL signs `file_hash`: the store checks the bytes.
+    pub enforce_file_hash: bool,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
 pub async fn insert(pool: &PgPool, u: &NewUpload) -> sqlx::Result<UploadRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO uploads (id, bucket_id, namespace_id, filename, content_type, file_size_bytes,
-            presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm,
-            object_metadata, blob_property, blob_type, file_hash, skip_duplicates, created_at,
-            updated_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)
-         RETURNING {UPLOAD_COLUMNS}"
-    )))
-    .bind(&u.id)
-    .bind(&u.bucket_id)
-    .bind(&u.namespace_id)
-    .bind(&u.filename)
-    .bind(&u.content_type)
-    .bind(u.file_size_bytes)
-    .bind(u.presigned_url_expiration)
-    .bind(&u.s3_key)
-    .bind(&u.metadata)
-    .bind(u.create_object_on_confirm)
-    .bind(&u.object_metadata)
-    .bind(&u.blob_property)
-    .bind(&u.blob_type)
-    .bind(&u.file_hash)
-    .bind(u.skip_duplicates)
-    .bind(u.created_at)
-    .bind(u.expires_at)
-    .fetch_one(pool)
-    .await
+    insert_many(pool, std::slice::from_ref(u))
+        .await?
+        .pop()
+        .ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Stores several uploads in one statement; all or none. Returned in the given order.
@@ -69,18 +48,18 @@ pub async fn insert_many(pool: &PgPool, new: &[NewUpload]) -> sqlx::Result<Vec<U
     let rows: Vec<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO uploads (id, bucket_id, namespace_id, filename, content_type, file_size_bytes,
             presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm,
-            object_metadata, blob_property, blob_type, file_hash, skip_duplicates, created_at,
-            updated_at, expires_at)
+            object_metadata, blob_property, blob_type, file_hash, skip_duplicates,
+            enforce_file_hash, created_at, updated_at, expires_at)
          SELECT id, bucket_id, namespace_id, filename, content_type, file_size_bytes,
             presigned_url_expiration, s3_key, 'PENDING', metadata, create_object_on_confirm,
-            object_metadata, blob_property, blob_type, file_hash, skip_duplicates, created_at,
-            created_at, expires_at
+            object_metadata, blob_property, blob_type, file_hash, skip_duplicates,
+            enforce_file_hash, created_at, created_at, expires_at
          FROM jsonb_to_recordset($1) AS x(id text, bucket_id text, namespace_id text,
             filename text, content_type text, file_size_bytes bigint,
             presigned_url_expiration integer, s3_key text, metadata jsonb,
             create_object_on_confirm boolean, object_metadata jsonb, blob_property text,
-            blob_type text, file_hash text, skip_duplicates boolean, created_at timestamptz,
-            expires_at timestamptz)
+            blob_type text, file_hash text, skip_duplicates boolean, enforce_file_hash boolean,
+            created_at timestamptz, expires_at timestamptz)
          RETURNING {UPLOAD_COLUMNS}"
     )))
     .bind(sqlx::types::Json(new))
