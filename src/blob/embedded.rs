@@ -229,7 +229,20 @@ impl S3 for DiskKeys {
         mut req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        self.0.get_object(req).await
+        // s3s-fs ignores If-Match on GET; S3 answers 412 when the version served is not the
+        // one named, which is what lets ranged reads refuse a mix of two versions.
+        let wanted = match req.input.if_match.take() {
+            Some(ETagCondition::ETag(tag)) => Some(tag.value().to_owned()),
+            _ => None,
+        };
+        let answer = self.0.get_object(req).await?;
+        if let Some(wanted) = wanted {
+            let served = answer.output.e_tag.as_ref().map(|t| t.value().to_owned());
+            if served.as_deref() != Some(wanted.as_str()) {
+                return Err(s3s::s3_error!(PreconditionFailed));
+            }
+        }
+        Ok(answer)
     }
 
     async fn head_object(

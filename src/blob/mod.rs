@@ -14,6 +14,7 @@ use aws_sdk_s3::types::{
     BucketLocationConstraint, ChecksumMode, ChecksumType, CreateBucketConfiguration,
 };
 use base64::Engine as _;
+use futures::StreamExt as _;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{unquote_etag, UploadKeys};
@@ -262,7 +263,59 @@ impl BlobStore {
             head,
             key: key.to_owned(),
             body: out.body,
+            store: self.clone(),
+            ranges: RangedRead::default(),
         })
+    }
+
+    /// Bytes `start..end` of the version of `key` whose ETag is `etag`, in the chunks they
+    /// arrived in. A changed object answers 412, which is transient: the confirmation reruns.
+    async fn range(
+        &self,
+        key: &str,
+        etag: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<bytes::Bytes>, BlobError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(format!("\"{etag}\""))
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+            .map_err(|e| transient(&e))?;
+        let mut body = out.body;
+        let mut chunks = Vec::new();
+        let mut got = 0u64;
+        loop {
+            let next = tokio::time::timeout(READ_IDLE_TIMEOUT, body.next())
+                .await
+                .map_err(|_| {
+                    BlobError::Transient(format!(
+                        "no data for {}s while reading {key} at {}",
+                        READ_IDLE_TIMEOUT.as_secs(),
+                        start + got
+                    ))
+                })?;
+            let Some(chunk) = next else { break };
+            let chunk = chunk.map_err(|e| {
+                BlobError::Transient(format!(
+                    "reading {key} at {start} failed: {}",
+                    error_chain(&e)
+                ))
+            })?;
+            got += chunk.len() as u64;
+            chunks.push(chunk);
+        }
+        if got != end - start {
+            return Err(BlobError::Transient(format!(
+                "range {start}..{end} of {key} gave {got} bytes"
+            )));
+        }
+        Ok(chunks)
     }
 
     /// Reads the whole object and throws the bytes away; returns how many arrived. The
@@ -342,15 +395,59 @@ fn copy_source(bucket: &str, key: &str) -> String {
     out
 }
 
+/// How a large object is read: past `from` bytes, in ranges of `range` bytes of which up to
+/// `in_flight` are requested at once, so one object arrives at what the store serves rather
+/// than at one stream's speed. Memory stays below `in_flight × range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangedRead {
+    pub from: u64,
+    pub range: u64,
+    pub in_flight: usize,
+}
+
+impl Default for RangedRead {
+    fn default() -> Self {
+        RangedRead {
+            from: 32 << 20,
+            range: 8 << 20,
+            in_flight: 4,
+        }
+    }
+}
+
+impl RangedRead {
+    /// The ranges after the first one, which the opening GET's own body serves.
+    fn rest(&self, size: u64) -> Vec<(u64, u64)> {
+        let mut ranges = Vec::new();
+        let mut start = self.range.min(size);
+        while start < size {
+            let end = (start + self.range).min(size);
+            ranges.push((start, end));
+            start = end;
+        }
+        ranges
+    }
+}
+
 /// An object whose GetObject answered: its headers, and the body still to read.
 pub struct OpenObject {
     pub head: ObjectHead,
     key: String,
     body: aws_sdk_s3::primitives::ByteStream,
+    store: BlobStore,
+    ranges: RangedRead,
 }
 
 impl OpenObject {
+    /// Reads ranges as `ranges` says instead of the defaults.
+    pub fn with_ranges(mut self, ranges: RangedRead) -> Self {
+        self.ranges = ranges;
+        self
+    }
+
     /// Reads the body through SHA-256 with bounded memory, reporting bytes hashed so far.
+    /// A large object's first range comes from this GET's body; the rest arrive as ranged
+    /// GETs of the same version, several at once, and are hashed in order.
     pub async fn sha256(
         self,
         progress: &mut (dyn FnMut(u64) + Send),
@@ -359,10 +456,14 @@ impl OpenObject {
             head,
             key,
             mut body,
+            store,
+            ranges,
         } = self;
+        let ranged = head.size >= ranges.from && ranges.range > 0;
+        let first = if ranged { ranges.range } else { head.size };
         let mut hasher = Hasher::new(head.size);
         let mut bytes: u64 = 0;
-        loop {
+        while bytes < first {
             let next = tokio::time::timeout(READ_IDLE_TIMEOUT, body.next())
                 .await
                 .map_err(|_| {
@@ -372,15 +473,34 @@ impl OpenObject {
                     ))
                 })?;
             let Some(chunk) = next else { break };
-            let chunk = chunk.map_err(|e| {
+            let mut chunk = chunk.map_err(|e| {
                 BlobError::Transient(format!(
                     "reading {key} failed after {bytes} bytes: {}",
                     error_chain(&e)
                 ))
             })?;
+            // Only the first range is taken from this body; the ranged GETs bring the rest.
+            let room = usize::try_from(first - bytes).unwrap_or(usize::MAX);
+            if chunk.len() > room {
+                chunk.truncate(room);
+            }
             bytes += chunk.len() as u64;
             hasher.update(chunk).await?;
             progress(bytes);
+        }
+        // Dropping the body ends that response early.
+        drop(body);
+        if ranged && bytes == first {
+            let mut arriving = futures::stream::iter(ranges.rest(head.size))
+                .map(|(start, end)| store.range(&key, &head.etag, start, end))
+                .buffered(ranges.in_flight.max(1));
+            while let Some(chunks) = arriving.next().await {
+                for chunk in chunks? {
+                    bytes += chunk.len() as u64;
+                    hasher.update(chunk).await?;
+                }
+                progress(bytes);
+            }
         }
         if bytes != head.size {
             return Err(BlobError::Transient(format!(
@@ -579,7 +699,7 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     use super::embedded::test_support::Harness;
-    use super::{BlobError, HashedObject};
+    use super::{BlobError, HashedObject, RangedRead};
 
     // A well-known MD5 test vector, so the ETag can be checked without an MD5 implementation.
     const FOX: &[u8] = b"The quick brown fox jumps over the lazy dog";
@@ -655,6 +775,89 @@ mod tests {
         let head = h.store.head("sum/1").await.unwrap();
         assert_eq!(head.sha256_hex, Some(sha256_hex(&body)));
         assert_eq!(head.size, body.len() as u64);
+    }
+
+    fn patterned(len: usize) -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn ranges_cover_the_rest_of_the_object_once() {
+        let r = RangedRead {
+            from: 0,
+            range: 10,
+            in_flight: 2,
+        };
+        assert_eq!(r.rest(35), vec![(10, 20), (20, 30), (30, 35)]);
+        assert_eq!(r.rest(10), vec![]);
+        assert_eq!(r.rest(7), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_large_object_is_hashed_from_ranges_read_side_by_side() {
+        let h = Harness::new().await;
+        // Not a multiple of the range, so the last range is short.
+        let body = patterned(3 * 1024 * 1024 + 12_345);
+        h.upload("big/ranged", "application/octet-stream", body.clone())
+            .await;
+        let ranges = RangedRead {
+            from: 1024 * 1024,
+            range: 256 * 1024,
+            in_flight: 3,
+        };
+        for ranges in [
+            ranges,
+            RangedRead {
+                in_flight: 1,
+                ..ranges
+            },
+        ] {
+            let opened = h.store.open("big/ranged").await.unwrap();
+            let mut seen = Vec::new();
+            let hashed = opened
+                .with_ranges(ranges)
+                .sha256(&mut |n| seen.push(n))
+                .await
+                .unwrap();
+            assert_eq!(hashed.sha256_hex, sha256_hex(&body));
+            assert_eq!(hashed.bytes, body.len() as u64);
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+            assert!(
+                seen.contains(&(256 * 1024 * 2)),
+                "progress per range: {seen:?}"
+            );
+            assert_eq!(seen.last().copied(), Some(body.len() as u64));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_object_replaced_while_its_ranges_are_read_fails_transiently() {
+        let h = Harness::new().await;
+        let body = patterned(2 * 1024 * 1024);
+        h.upload("big/moving", "application/octet-stream", body.clone())
+            .await;
+        let opened = h
+            .store
+            .open("big/moving")
+            .await
+            .unwrap()
+            .with_ranges(RangedRead {
+                from: 1024 * 1024,
+                range: 512 * 1024,
+                in_flight: 2,
+            });
+        // Another version lands after the GET answered: its ranges no longer match the ETag.
+        let mut other = body.clone();
+        other[0] ^= 1;
+        h.upload("big/moving", "application/octet-stream", other)
+            .await;
+        match opened.sha256(&mut |_| {}).await {
+            Err(BlobError::Transient(_)) => {}
+            Err(other) => panic!("expected a transient failure, got {other:?}"),
+            Ok(_) => panic!("a mix of two versions must not hash"),
+        }
     }
 
     #[tokio::test]
