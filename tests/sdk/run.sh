@@ -147,7 +147,7 @@ if [ -z "${SDK_SKIP_SCHEMA:-}" ]; then
     --checks "$checks" \
     --phases examples,coverage,fuzzing \
     --max-examples 30 --seed 20240601 --generation-deterministic \
-    --request-timeout 20 --workers 1 --no-color \
+    --request-timeout 20 --request-retries 2 --workers 1 --no-color \
     --report junit --report-junit-path "$work/schemathesis.xml" </dev/null 2>&1 |
     tee "$work/schemathesis.out" || schema_status=$?
   elapsed=$(( $(date +%s) - started ))
