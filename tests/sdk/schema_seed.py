@@ -70,11 +70,17 @@ def main():
         dictionaries[name] = {"values": values}
         parameters[parameter] = {"dictionary": name, "probability": 0.8}
 
-    # The configuration holds only tables of strings, numbers and lists: JSON spells those as
-    # TOML does.
+    # The configuration holds only tables of strings, numbers, booleans and lists: JSON spells
+    # those as TOML does.
     lines = []
     for key, value in config.items():
-        if key not in ("dictionaries", "parameters"):
+        if key in ("dictionaries", "parameters"):
+            continue
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            for name, item in value.items():
+                lines.append(f"{json.dumps(name)} = {json.dumps(item)}")
+        else:
             lines.append(f"{json.dumps(key)} = {json.dumps(value)}")
     for name, dictionary in dictionaries.items():
         lines.append(f"\n[dictionaries.{name}]")
