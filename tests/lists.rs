@@ -304,3 +304,52 @@ async fn bucket_and_task_lists() {
     assert_error(status, &err, 422, "ValidationError");
     app.stop().await;
 }
+
+/// What a schema check found at the edges of the list routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_hold_at_their_edges() {
+    let app = TestApp::spawn().await;
+    let bucket = bucket_name("edges");
+    app.create_bucket(&bucket).await;
+    // Declared sizes as large as a bigint: their sum is capped, not a 500.
+    for name in ["a.bin", "b.bin"] {
+        let (status, body) = app
+            .create_upload(
+                &bucket,
+                json!({"filename": name, "content_type": "application/octet-stream",
+                       "file_size_bytes": i64::MAX}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, list) = list_uploads(&app, &bucket, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["stats"]["total_size_bytes"], i64::MAX, "{list}");
+    // The farthest offset is an empty page, not a 500.
+    let far = format!("/v1/buckets/{bucket}/batches/list");
+    let (status, page) = send(
+        app.post(&far)
+            .json(&json!({"offset": i64::MAX, "limit": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["results"], json!([]), "{page}");
+    assert_eq!(page["pagination"]["page"], i64::MAX, "{page}");
+    // A body of JSON null is an absent optional body.
+    let (status, page) = send(
+        app.post("/v1/tasks/list")
+            .header("Content-Type", "application/json")
+            .body("null"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for (path, body) in [
+        ("/v1/buckets/list", json!({"sorts": [null]})),
+        ("/v1/buckets/list", json!({"search": "x".repeat(256)})),
+        ("/v1/tasks/list", json!({"search": "x".repeat(256)})),
+    ] {
+        let (status, err) = send(app.post(path).json(&body)).await;
+        assert_error(status, &err, 422, "ValidationError");
+    }
+    app.stop().await;
+}

@@ -384,7 +384,7 @@ pub async fn list(
     )?;
     let case_sensitive = body.case_sensitive.unwrap_or(false);
     let mut filter = vec![filters::parse(body.filters.as_ref(), &BUCKET_FIELDS)?];
-    if let Some(search) = body.search.filter(|s| !s.is_empty()) {
+    if let Some(search) = filters::search(body.search)? {
         filter.push(Condition::Text {
             column: "name",
             how: TextMatch::Contains,
@@ -398,21 +398,15 @@ pub async fn list(
         ("bucket_name", "name"),
     ];
     let mut order = Vec::new();
-    for (i, sort) in body
-        .sort
-        .iter()
-        .chain(body.sorts.iter().flatten())
-        .enumerate()
-    {
-        if !sort.is_null() {
-            let index = i.to_string();
-            let location: &[&str] = if body.sort.is_some() && i == 0 {
-                &["body", "sort"]
-            } else {
-                &["body", "sorts", &index]
-            };
-            order.push(sort_term(sort, &SORTABLE, location)?);
-        }
+    if let Some(sort) = body.sort.as_ref().filter(|s| !s.is_null()) {
+        order.push(sort_term(sort, &SORTABLE, &["body", "sort"])?);
+    }
+    for (i, sort) in body.sorts.iter().flatten().enumerate() {
+        order.push(sort_term(
+            sort,
+            &SORTABLE,
+            &["body", "sorts", &i.to_string()],
+        )?);
     }
     order.push("created_at DESC, id DESC".into());
     let (rows, total) = tenancy::list_buckets(

@@ -239,7 +239,8 @@ impl<T: BodySchema> FromRequest<AppState> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = read_body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // Absent, empty or JSON `null`: the body is optional, so it means `{}`.
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return parse_body(b"{}").map(OptionalJson);
         }
         parse_body(&bytes).map(OptionalJson)

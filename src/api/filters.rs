@@ -65,6 +65,18 @@ fn at(path: &[String], more: &str) -> Vec<String> {
     p
 }
 
+/// A list's `search` text: none when absent or empty, at most 255 characters.
+pub fn search(search: Option<String>) -> Result<Option<String>, ApiError> {
+    match search {
+        Some(s) if s.chars().count() > 255 => Err(ApiError::invalid(
+            "string_too_long",
+            &["body", "search"],
+            "search is at most 255 characters",
+        )),
+        s => Ok(s.filter(|s| !s.is_empty())),
+    }
+}
+
 /// Parses `filters` (null or absent: no restriction).
 pub fn parse(filters: Option<&Value>, fields: &[Field]) -> Result<Condition, ApiError> {
     match filters {

@@ -105,9 +105,9 @@ impl Page {
         let next = self.offset.saturating_add(self.limit);
         Pagination {
             total,
-            page: self.offset / self.limit + 1,
+            page: (self.offset / self.limit).saturating_add(1),
             page_size: self.limit,
-            total_pages: (total + self.limit - 1) / self.limit,
+            total_pages: total.saturating_add(self.limit - 1) / self.limit,
             next_page: None,
             previous_page: None,
             next_cursor: None,
@@ -149,6 +149,9 @@ mod tests {
         assert_eq!(p.pagination(31).total_pages, 4);
         assert_eq!(p.pagination(30).next_offset, None);
         assert_eq!(p.pagination(0).total_pages, 0);
+        let far = parse(Some(1), Some(i64::MAX), 100).unwrap();
+        assert_eq!(far.pagination(3).page, i64::MAX);
+        assert_eq!(far.pagination(3).next_offset, None);
     }
 
     #[test]

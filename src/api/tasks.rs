@@ -275,7 +275,7 @@ pub async fn list(
         }
         filter.push(equals("task_type", kind));
     }
-    if let Some(search) = body.search.filter(|s| !s.is_empty()) {
+    if let Some(search) = filters::search(body.search)? {
         filter.push(Condition::Any(
             ["id", "task_type"]
                 .into_iter()

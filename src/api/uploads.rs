@@ -760,14 +760,7 @@ pub async fn list(
         100,
     )?;
     let mut filter = vec![filters::parse(body.filters.as_ref(), &UPLOAD_FIELDS)?];
-    if let Some(search) = body.search.filter(|s| !s.is_empty()) {
-        if search.chars().count() > 255 {
-            return Err(ApiError::invalid(
-                "string_too_long",
-                &["body", "search"],
-                "search is at most 255 characters",
-            ));
-        }
+    if let Some(search) = filters::search(body.search)? {
         filter.push(Condition::Text {
             column: "filename",
             how: TextMatch::Contains,
@@ -789,7 +782,9 @@ pub async fn list(
     .await?;
     let facets = uploads::count_by_status(&state.pool, &bucket.id, &filter).await?;
     let total: i64 = facets.iter().map(|(_, n, _)| n).sum();
-    let total_size_bytes: i64 = facets.iter().map(|(_, _, bytes)| bytes).sum();
+    let total_size_bytes = facets
+        .iter()
+        .fold(0i64, |sum, (_, _, bytes)| sum.saturating_add(*bytes));
     let mut uploads_by_status: BTreeMap<String, i64> = UPLOAD_STATUSES
         .iter()
         .map(|s| ((*s).to_owned(), 0))

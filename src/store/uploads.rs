@@ -160,7 +160,9 @@ pub async fn count_by_status(
     filter: &Condition,
 ) -> sqlx::Result<Vec<(String, i64, i64)>> {
     let mut qb = QueryBuilder::<Postgres>::new(
-        "SELECT status, count(*), coalesce(sum(file_size_bytes), 0)::bigint FROM uploads WHERE bucket_id = ",
+        // Declared sizes may be as large as a bigint: their sum is capped, not overflowed.
+        "SELECT status, count(*), LEAST(coalesce(sum(file_size_bytes), 0), 9223372036854775807)::bigint
+         FROM uploads WHERE bucket_id = ",
     );
     qb.push_bind(bucket_id.to_owned()).push(" AND ");
     filter.push_sql(&mut qb);
