@@ -73,28 +73,43 @@ fn out_of_range(field: &str, message: String) -> ApiError {
 impl Page {
     pub const DEFAULT_LIMIT: i64 = 20;
 
-    /// `body` first, then `query`; `max` is the largest page the route serves.
+    /// `body` first, then `query`; `max` is the largest page the route serves. Every value
+    /// given is checked, also one that another overrides.
     pub fn resolve(body: PageAsk, query: &PageQuery, max: i64) -> Result<Page, ApiError> {
+        for (field, value) in [
+            ("limit", body.limit),
+            ("page_size", body.page_size),
+            ("limit", query.limit),
+            ("page_size", query.page_size),
+        ] {
+            if value.is_some_and(|v| !(1..=max).contains(&v)) {
+                return Err(out_of_range(
+                    field,
+                    format!("{field} must be between 1 and {max}"),
+                ));
+            }
+        }
+        for (field, value, least) in [
+            ("offset", body.offset, 0),
+            ("page", body.page, 1),
+            ("offset", query.offset, 0),
+            ("page", query.page, 1),
+        ] {
+            if value.is_some_and(|v| v < least) {
+                return Err(out_of_range(
+                    field,
+                    format!("{field} must be {least} or more"),
+                ));
+            }
+        }
         let limit = body
             .limit
             .or(body.page_size)
             .or(query.limit)
             .or(query.page_size)
             .unwrap_or(Self::DEFAULT_LIMIT);
-        if !(1..=max).contains(&limit) {
-            return Err(out_of_range(
-                "limit",
-                format!("limit (page_size) must be between 1 and {max}"),
-            ));
-        }
         let offset = match (body.offset.or(query.offset), body.page.or(query.page)) {
-            (Some(offset), _) if offset < 0 => {
-                return Err(out_of_range("offset", "offset must be 0 or more".into()))
-            }
             (Some(offset), _) => offset,
-            (None, Some(page)) if page < 1 => {
-                return Err(out_of_range("page", "page starts at 1".into()))
-            }
             (None, Some(page)) => (page - 1).saturating_mul(limit),
             (None, None) => 0,
         };
@@ -179,6 +194,15 @@ mod tests {
                 limit: 7,
                 offset: 1
             }
+        );
+        let hidden = PageAsk {
+            limit: Some(1),
+            page_size: Some(0),
+            ..PageAsk::default()
+        };
+        assert!(
+            Page::resolve(hidden, &PageQuery::default(), 100).is_err(),
+            "a value another overrides is still checked"
         );
         let zero_page = PageQuery {
             page: Some(0),
