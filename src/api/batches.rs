@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::confirm::{publish_now, Committed};
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, BodyRefusals, NamespaceRefusals};
 use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant};
 use super::pages::{Page, PageQuery, Pagination};
 use super::tasks::TaskResponse;
@@ -142,12 +142,7 @@ fn not_supported(field: &str, given: bool, instead: &str) -> Result<(), ApiError
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), CreateBatchQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body = CreateBatch,
     responses((status = 200, description = "The batch", body = BatchModel),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace, bucket or objects (named)", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -294,12 +289,7 @@ pub struct SubmitQuery {
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("batch_id" = String, Path), SubmitQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body(content = Option<SubmitBatch>),
     responses((status = 200, description = "The submit task", body = TaskResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace, bucket or batch", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn submit(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -370,9 +360,7 @@ async fn submit_draft(
 #[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/batches/{batch_id}", tag = "batches", operation_id = "get_batch",
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("batch_id" = String, Path), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     responses((status = 200, description = "The batch", body = BatchModel),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace, bucket or batch", body = ErrorEnvelope)))]
+        NamespaceRefusals))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -428,12 +416,7 @@ pub struct ListBatchesResponse {
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), PageQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body(content = Option<ListBatches>),
     responses((status = 200, description = "A page of batches", body = ListBatchesResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace or bucket", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, BodyRefusals, ErrorEnvelope, NamespaceRefusals};
 use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant};
 use super::filters::{self, Field};
 use super::pages::{Page, PageAsk, PageQuery, Pagination};
@@ -196,13 +196,8 @@ fn unsupported(field: &str, value: Option<&Value>) -> Result<(), ApiError> {
     params(("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body = CreateBucket,
     responses((status = 200, description = "The bucket", body = BucketResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace", body = ErrorEnvelope),
         (status = 409, description = "Name taken", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -360,12 +355,7 @@ pub fn sort_term(
     params(PageQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body(content = Option<ListBuckets>),
     responses((status = 200, description = "A page of buckets", body = ListBucketsResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -445,9 +435,7 @@ pub async fn resolve(
 #[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}", tag = "buckets", operation_id = "get_bucket",
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     responses((status = 200, description = "The bucket", body = BucketResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace or bucket", body = ErrorEnvelope)))]
+        NamespaceRefusals))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,

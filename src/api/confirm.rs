@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, BodyRefusals, ErrorEnvelope, NamespaceRefusals};
 use super::extract::{
     parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
 };
@@ -172,12 +172,7 @@ impl BodySchema for BatchConfirmBody {
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), PolicyQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body = BatchConfirmBody,
     responses((status = 200, description = "The batch confirmation's task, to poll", body = BatchConfirmResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace, bucket or uploads (named)", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body; names the item", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn confirm_batch(
     State(state): State<AppState>,
     tenant: Tenant,

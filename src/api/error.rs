@@ -49,6 +49,36 @@ pub struct ErrorBody {
     pub details: Value,
 }
 
+/// The refusals every route acting in a namespace may answer (for the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum NamespaceRefusals {
+    /// No namespace named, or the resource's state refuses the request.
+    #[response(status = 400)]
+    BadRequest(ErrorEnvelope),
+    /// Missing, unknown or revoked API key.
+    #[response(status = 401)]
+    Unauthorized(ErrorEnvelope),
+    /// Unknown namespace, bucket or resource.
+    #[response(status = 404)]
+    NotFound(ErrorEnvelope),
+}
+
+/// The refusals of a route that reads a JSON body (for the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyRefusals {
+    /// The body is larger than MAX_BODY_BYTES.
+    #[response(status = 413)]
+    TooLarge(ErrorEnvelope),
+    /// The body is not sent as JSON.
+    #[response(status = 415)]
+    NotJson(ErrorEnvelope),
+    /// The body or the query is invalid; `details.validation_errors` says where.
+    #[response(status = 422)]
+    Invalid(ErrorEnvelope),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, ErrorEnvelope, NamespaceRefusals};
 use super::extract::{ApiPath, StrictQuery, Tenant};
 use super::{buckets, AppState};
 use crate::store::{objects, ObjectRow};
@@ -117,10 +117,8 @@ pub struct ObjectQuery {
 #[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/objects/{object_id}", tag = "objects", operation_id = "get_object",
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("object_id" = String, Path), ObjectQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     responses((status = 200, description = "The object and its blobs", body = ObjectResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace, bucket or object", body = ErrorEnvelope),
-        (status = 422, description = "Invalid query", body = ErrorEnvelope)))]
+        (status = 422, description = "Invalid query", body = ErrorEnvelope),
+        NamespaceRefusals))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::buckets::sort_term;
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, BodyRefusals, ErrorEnvelope};
 use super::extract::{ApiPath, BodySchema, Caller, OptionalJson, StrictQuery};
 use super::filters::{self, Field};
 use super::pages::{Page, PageAsk, PageQuery, Pagination};
@@ -232,9 +232,7 @@ fn equals(column: &'static str, value: String) -> Condition {
     request_body(content = Option<ListTasks>),
     responses((status = 200, description = "A page of tasks", body = ListTasksResponse),
         (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+        BodyRefusals))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::buckets;
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, BodyRefusals, ErrorEnvelope, NamespaceRefusals};
 use super::extract::{
     parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
 };
@@ -439,13 +439,8 @@ fn created_answer(upload: &UploadRow, put: PresignedPut) -> UploadResponse {
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body = CreateUpload,
     responses((status = 200, description = "The new upload with its presigned_url; or, for content already in the bucket, the original with is_duplicate true and no URL", body = UploadResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
         (status = 403, description = "Quota exceeded", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace or bucket", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -523,13 +518,8 @@ pub struct BatchUploadResponse {
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body = BatchCreate,
     responses((status = 200, description = "The uploads in request order", body = BatchUploadResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
         (status = 403, description = "Quota exceeded", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace or bucket", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body; names the item", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn create_batch(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -599,10 +589,8 @@ pub struct GetUploadQuery {
 #[utoipa::path(get, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", operation_id = "get_upload",
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), GetUploadQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     responses((status = 200, description = "The upload (never its PUT URL again)", body = UploadResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace, bucket or upload", body = ErrorEnvelope),
-        (status = 422, description = "Invalid query", body = ErrorEnvelope)))]
+        (status = 422, description = "Invalid query", body = ErrorEnvelope),
+        NamespaceRefusals))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -736,12 +724,7 @@ fn parse_sort(sort: Option<&Value>) -> Result<(UploadSort, bool), ApiError> {
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), PageQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     request_body(content = Option<ListUploads>),
     responses((status = 200, description = "A page of uploads, and stats over all that match", body = ListUploadsResponse),
-        (status = 400, description = "Bad request", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace or bucket", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body or query", body = ErrorEnvelope)))]
+        NamespaceRefusals, BodyRefusals))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -822,11 +805,9 @@ pub struct CancelQuery {
 #[utoipa::path(delete, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", operation_id = "delete_upload",
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), CancelQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     responses((status = 204, description = "Canceled (or already)"),
-        (status = 400, description = "Refused in the upload's current state", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorEnvelope),
-        (status = 404, description = "Unknown namespace, bucket or upload", body = ErrorEnvelope),
         (status = 422, description = "Invalid query", body = ErrorEnvelope),
-        (status = 503, description = "Dependency unavailable; retry", body = ErrorEnvelope)))]
+        (status = 503, description = "Dependency unavailable; retry", body = ErrorEnvelope),
+        NamespaceRefusals))]
 pub async fn cancel(
     State(state): State<AppState>,
     tenant: Tenant,
