@@ -242,7 +242,15 @@ impl ApiError {
 
     /// The `error` object of the envelope, also what a failed task stores in its outputs.
     pub fn body(&self) -> Value {
-        json!({ "type": self.kind(), "message": self.to_string(), "details": self.details() })
+        serde_json::to_value(self.error_body()).unwrap_or_default()
+    }
+
+    fn error_body(&self) -> ErrorBody {
+        ErrorBody {
+            kind: self.kind().to_owned(),
+            message: self.to_string(),
+            details: self.details(),
+        }
     }
 
     /// Rebuilds an error stored by [`ApiError::body`] with its status.
@@ -284,7 +292,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(err) = &self {
             tracing::error!(error = ?err, "request failed");
         }
-        let body = json!({ "success": false, "status": status.as_u16(), "error": self.body() });
+        let body = ErrorEnvelope {
+            success: false,
+            status: status.as_u16(),
+            error: self.error_body(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
