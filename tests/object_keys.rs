@@ -257,13 +257,32 @@ async fn names_are_measured_in_bytes_and_long_keys_confirm() {
     .await;
     assert_error(status, &body, 422, "ValidationError");
 
-    // 200 emoji: a key of about 900 bytes, with a component of 800.
-    let bytes = random_bytes(2_000);
-    let (id, created) = app
-        .upload_file(&bucket, &"😀".repeat(200), "text/plain", &bytes, json!({}))
+    // 200 emoji fit the key (about 900 bytes) but not a URL: percent-encoded, the presigned
+    // URL passes the 2083 characters the SDK's UploadResponse holds.
+    let (status, body) = app
+        .create_upload(
+            &bucket,
+            json!({ "filename": "😀".repeat(200), "content_type": "text/plain" }),
+        )
         .await;
+    assert_error(status, &body, 422, "ValidationError");
+    assert!(
+        body["error"]["message"].is_string() && body.to_string().contains("2083"),
+        "{body}"
+    );
+
+    // 255 characters: a key past what the embedded store can name a file after, confirmed.
+    let bytes = random_bytes(2_000);
+    let name = format!("{}.txt", "n".repeat(251));
+    let (id, created) = app
+        .upload_file(&bucket, &name, "text/plain", &bytes, json!({}))
+        .await;
+    assert!(
+        str_field(&created, "presigned_url").len() <= 2083,
+        "{created}"
+    );
     let staging = str_field(&created, "s3_key");
-    assert!((900..=1_000).contains(&staging.len()), "{}", staging.len());
+    assert!((350..=400).contains(&staging.len()), "{}", staging.len());
     let (status, body) = app.confirm(&bucket, &id, "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "COMPLETED", "{body}");

@@ -399,6 +399,18 @@ async fn prepare(
         )
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
+    // The SDK's UploadResponse holds a presigned_url of at most 2083 characters; a name
+    // whose percent-encoded key makes a longer one would be unusable through it.
+    if put.url.len() > MAX_URL_CHARS {
+        return Err(ApiError::invalid(
+            "string_too_long",
+            &["body", "filename"],
+            format!(
+                "this filename makes a presigned URL of {} characters, past the {MAX_URL_CHARS} a URL may hold; shorten it (non-ASCII characters take up to 12 each once encoded)",
+                put.url.len()
+            ),
+        ));
+    }
     let upload = NewUpload {
         id,
         bucket_id: bucket.id.clone(),
@@ -421,6 +433,9 @@ async fn prepare(
     };
     Ok(Prepared::New(Box::new(upload), put))
 }
+
+/// Longest presigned URL a client can take: the SDK's `UploadResponse.presigned_url` limit.
+const MAX_URL_CHARS: usize = 2083;
 
 /// The answer for a created upload: with its PUT URL and what to do with it.
 fn created_answer(upload: &UploadRow, put: PresignedPut) -> UploadResponse {
