@@ -110,6 +110,49 @@ async fn refused_posts_leave_the_kept_alive_connection_usable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_answered_413_and_its_connection_serves_on() {
+    let limit = 64 * 1024;
+    let app = TestApp::spawn_with(|c| c.api.max_body_bytes = limit).await;
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+    let mut conn = TcpStream::connect(&addr).await.expect("connect");
+    let mut buf = Vec::new();
+    for (i, size) in [limit + 1, 4 * limit, 16 * limit].into_iter().enumerate() {
+        let body = format!("{{\"search\": \"{}\"}}", "x".repeat(size - 14));
+        assert_eq!(body.len(), size);
+        let head = format!(
+            "POST /v1/tasks/list HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n",
+            app.api_key
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        // The whole body goes out, in pieces, while the server may already have answered.
+        for piece in body.as_bytes().chunks(16 * 1024) {
+            conn.write_all(piece)
+                .await
+                .unwrap_or_else(|e| panic!("body {i} of {size} bytes: {e}"));
+        }
+        let (status, _, answer) = read_response(&mut conn, &mut buf, i).await;
+        let answer: Value = serde_json::from_slice(&answer).expect("a JSON answer");
+        assert_error(
+            StatusCode::from_u16(status).unwrap(),
+            &answer,
+            413,
+            "PayloadTooLargeError",
+        );
+    }
+    // Still the same connection.
+    let head = format!(
+        "POST /v1/tasks/list HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+        app.api_key
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let (status, _, _) = read_response(&mut conn, &mut buf, 3).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_with_one_connection_sees_every_refusal() {
     let app = TestApp::spawn().await;
     let client = reqwest::Client::builder()

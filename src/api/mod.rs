@@ -122,8 +122,9 @@ pub fn router(state: AppState) -> Router {
 /// bytes. A handler may answer without reading its body (a 401 for the key, a 404); hyper
 /// then closes the kept-alive connection with the body's bytes unread, and a client that
 /// sent them may see the connection reset before it reads the answer. A larger body is
-/// handed on as it comes: the handler's checks answer first, as for any request, and its
-/// extractor answers 413.
+/// handed on as it comes, so the handler's checks answer first as for any request (its
+/// extractor answers 413); what the handler leaves unread is then read and dropped, up to
+/// [`DRAIN_FACTOR`] times the limit, so that the client reads that answer too.
 async fn read_whole_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let declared = parts
@@ -131,28 +132,61 @@ async fn read_whole_body(State(limit): State<usize>, request: Request, next: Nex
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return next.run(Request::from_parts(parts, body)).await;
-    }
     let mut data = body.into_data_stream();
     let mut read = BytesMut::new();
-    while let Some(chunk) = data.next().await {
-        match chunk {
-            Ok(chunk) => read.extend_from_slice(&chunk),
-            Err(_) => {
-                return ApiError::bad_request("could not read the request body").into_response()
+    if !declared.is_some_and(|n| n > limit as u64) {
+        while let Some(chunk) = data.next().await {
+            match chunk {
+                Ok(chunk) => read.extend_from_slice(&chunk),
+                Err(_) => {
+                    return ApiError::bad_request("could not read the request body").into_response()
+                }
+            }
+            if read.len() > limit {
+                break;
             }
         }
-        if read.len() > limit {
-            let rest = futures::stream::iter([Ok(read.freeze())]).chain(data);
+        if read.len() <= limit {
             return next
-                .run(Request::from_parts(parts, Body::from_stream(rest)))
+                .run(Request::from_parts(parts, Body::from(read.freeze())))
                 .await;
         }
     }
-    next.run(Request::from_parts(parts, Body::from(read.freeze())))
-        .await
+    // Over the limit: the handler reads what it wants through a channel; the rest is drained.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, axum::Error>>(1);
+    let cap = limit.saturating_mul(DRAIN_FACTOR);
+    let forward = tokio::spawn(async move {
+        let mut drained = 0usize;
+        let mut pending = Some(read.freeze()).filter(|b| !b.is_empty());
+        loop {
+            let chunk = match pending.take() {
+                Some(chunk) => chunk,
+                None => match data.next().await {
+                    Some(Ok(chunk)) => chunk,
+                    _ => return,
+                },
+            };
+            if let Err(unread) = tx.send(Ok(chunk)).await {
+                drained += unread.0.map_or(0, |c| c.len());
+                if drained > cap {
+                    return;
+                }
+            }
+        }
+    });
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }));
+    let response = next.run(Request::from_parts(parts, body)).await;
+    // Bounded, so a client trickling an endless body cannot hold the answer back.
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, forward).await;
+    response
 }
+
+/// How much of an oversized body is read and dropped after its 413, as a multiple of the
+/// limit; past it the connection is closed.
+const DRAIN_FACTOR: usize = 16;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Each request's span: method and path, and the upload and task it concerns, so that every
 /// log line of it can be found by either id. A confirm records the task it started.
