@@ -134,7 +134,7 @@ async fn read_whole_body(State(limit): State<usize>, request: Request, next: Nex
         .and_then(|v| v.parse::<u64>().ok());
     let mut data = body.into_data_stream();
     let mut read = BytesMut::new();
-    if !declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_none_or(|n| n <= limit as u64) {
         while let Some(chunk) = data.next().await {
             match chunk {
                 Ok(chunk) => read.extend_from_slice(&chunk),
