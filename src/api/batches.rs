@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::confirm::{publish_now, Committed};
 use super::error::{ApiError, BodyRefusals, NamespaceRefusals};
 use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant};
-use super::pages::{Page, PageQuery, Pagination};
+use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::tasks::TaskResponse;
 use super::{buckets, AppState};
 use crate::domain::{new_id, IdKind};
@@ -426,14 +426,12 @@ pub async fn list(
 ) -> Result<Json<ListBatchesResponse>, ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
     let _ = body.cursor;
-    let page = Page::resolve(
-        super::pages::PageAsk {
-            limit: body.limit.or(query.limit).or(query.page_size).or(Some(100)),
-            offset: body.offset,
-            ..Default::default()
-        },
+    // The SDK's ListBatchesRequest pages by 100 unless told otherwise.
+    let page = Page::resolve_or(
+        PageAsk::limit_offset(body.limit, body.offset),
         &query,
         1000,
+        100,
     )?;
     not_supported(
         "collection_id",

@@ -41,6 +41,17 @@ pub struct PageAsk {
     pub page: Option<i64>,
 }
 
+impl PageAsk {
+    /// A body that pages by `limit` and `offset` only.
+    pub fn limit_offset(limit: Option<i64>, offset: Option<i64>) -> Self {
+        PageAsk {
+            limit,
+            offset,
+            ..PageAsk::default()
+        }
+    }
+}
+
 /// A checked page request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -76,6 +87,16 @@ impl Page {
     /// `body` first, then `query`; `max` is the largest page the route serves. Every value
     /// given is checked, also one that another overrides.
     pub fn resolve(body: PageAsk, query: &PageQuery, max: i64) -> Result<Page, ApiError> {
+        Self::resolve_or(body, query, max, Self::DEFAULT_LIMIT)
+    }
+
+    /// Like [`Page::resolve`], with `default` items when neither body nor query sets a limit.
+    pub fn resolve_or(
+        body: PageAsk,
+        query: &PageQuery,
+        max: i64,
+        default: i64,
+    ) -> Result<Page, ApiError> {
         for (field, value) in [
             ("limit", body.limit),
             ("page_size", body.page_size),
@@ -107,7 +128,7 @@ impl Page {
             .or(body.page_size)
             .or(query.limit)
             .or(query.page_size)
-            .unwrap_or(Self::DEFAULT_LIMIT);
+            .unwrap_or(default);
         let offset = match (body.offset.or(query.offset), body.page.or(query.page)) {
             (Some(offset), _) => offset,
             (None, Some(page)) => (page - 1).saturating_mul(limit),
@@ -203,6 +224,26 @@ mod tests {
         assert!(
             Page::resolve(hidden, &PageQuery::default(), 100).is_err(),
             "a value another overrides is still checked"
+        );
+        // A route's own default applies only when nothing sets a limit.
+        let none = PageQuery::default();
+        assert_eq!(
+            Page::resolve_or(PageAsk::default(), &none, 1000, 100)
+                .unwrap()
+                .limit,
+            100
+        );
+        assert_eq!(
+            Page::resolve_or(PageAsk::default(), &query, 1000, 100)
+                .unwrap()
+                .limit,
+            5
+        );
+        assert_eq!(
+            Page::resolve_or(PageAsk::limit_offset(Some(7), None), &none, 1000, 100)
+                .unwrap()
+                .limit,
+            7
         );
         let zero_page = PageQuery {
             page: Some(0),

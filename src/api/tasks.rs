@@ -239,15 +239,7 @@ pub async fn list(
     StrictQuery(query): StrictQuery<PageQuery>,
     OptionalJson(body): OptionalJson<ListTasks>,
 ) -> Result<Json<ListTasksResponse>, ApiError> {
-    let page = Page::resolve(
-        PageAsk {
-            limit: body.limit,
-            offset: body.offset,
-            ..PageAsk::default()
-        },
-        &query,
-        1000,
-    )?;
+    let page = Page::resolve(PageAsk::limit_offset(body.limit, body.offset), &query, 1000)?;
     let mut filter = vec![filters::parse(body.filters.as_ref(), &TASK_FIELDS)?];
     if let Some(status) = body.status {
         if !SDK_STATUSES.contains(&status.as_str()) {

@@ -748,15 +748,7 @@ pub async fn list(
     OptionalJson(body): OptionalJson<ListUploads>,
 ) -> Result<Json<ListUploadsResponse>, ApiError> {
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
-    let page = Page::resolve(
-        PageAsk {
-            limit: body.limit,
-            offset: body.offset,
-            ..PageAsk::default()
-        },
-        &query,
-        100,
-    )?;
+    let page = Page::resolve(PageAsk::limit_offset(body.limit, body.offset), &query, 100)?;
     let mut filter = vec![filters::parse(body.filters.as_ref(), &UPLOAD_FIELDS)?];
     if let Some(search) = filters::search(body.search)? {
         filter.push(Condition::Text {
