@@ -1,7 +1,7 @@
 //! An S3-compatible store served in-process over a local folder, for development and tests.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,12 @@ impl EmbeddedS3 {
             .with_context(|| format!("creating {}", root.display()))?;
         let fs = s3s_fs::FileSystem::new(root)
             .map_err(|e| anyhow::anyhow!("opening {} as a store: {e:?}", root.display()))?;
-        let mut builder = S3ServiceBuilder::new(DiskKeys(fs));
+        let served = std::env::current_dir()
+            .context("reading the working directory")?
+            .join(root)
+            .canonicalize()
+            .with_context(|| format!("resolving {}", root.display()))?;
+        let mut builder = S3ServiceBuilder::new(DiskKeys { fs, root: served });
         builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
 
@@ -111,7 +116,16 @@ const LONG_KEYS: &str = ".long-keys/";
 /// s3s-fs such keys under a fixed-length name instead: `.long-keys/{base64 SHA-256 of
 /// the key}`. Shorter keys are kept as they are, so existing folders stay readable.
 /// Listings show the derived names of long keys.
-struct DiskKeys(s3s_fs::FileSystem);
+///
+/// It also fills in what s3s-fs leaves out of multipart uploads: a part's declared SHA-256
+/// is checked, ListParts answers each part's ETag in part order, and ListMultipartUploads
+/// lists the uploads in progress. A part's ETag is kept beside it in
+/// `.upload_id-{id}.etag-{n}`, a name that s3s-fs's own abort removes with the parts.
+struct DiskKeys {
+    fs: s3s_fs::FileSystem,
+    /// The folder s3s-fs serves, as it resolved it.
+    root: PathBuf,
+}
 
 fn base64_len(bytes: usize) -> usize {
     (bytes * 4).div_ceil(3)
@@ -147,49 +161,49 @@ impl S3 for DiskKeys {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
-        self.0.create_bucket(req).await
+        self.fs.create_bucket(req).await
     }
 
     async fn delete_bucket(
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        self.0.delete_bucket(req).await
+        self.fs.delete_bucket(req).await
     }
 
     async fn head_bucket(
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.0.head_bucket(req).await
+        self.fs.head_bucket(req).await
     }
 
     async fn get_bucket_location(
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        self.0.get_bucket_location(req).await
+        self.fs.get_bucket_location(req).await
     }
 
     async fn list_buckets(
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        self.0.list_buckets(req).await
+        self.fs.list_buckets(req).await
     }
 
     async fn list_objects(
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        self.0.list_objects(req).await
+        self.fs.list_objects(req).await
     }
 
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.0.list_objects_v2(req).await
+        self.fs.list_objects_v2(req).await
     }
 
     async fn put_object(
@@ -197,27 +211,8 @@ impl S3 for DiskKeys {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        // s3s-fs stores the bytes before it compares a declared SHA-256, so a refused PUT
-        // would still replace the object: the body is checked as it streams instead, and
-        // fails before the store keeps anything.
-        let mismatch = Arc::new(AtomicBool::new(false));
-        let expected = req
-            .input
-            .checksum_sha256
-            .as_deref()
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
-        if let Some(expected) = expected {
-            req.input.body = req.input.body.take().map(|body| {
-                StreamingBlob::new(CheckedBody {
-                    inner: body,
-                    hasher: sha2::Sha256::new(),
-                    expected,
-                    mismatch: Arc::clone(&mismatch),
-                    ended: false,
-                })
-            });
-        }
-        let answer = self.0.put_object(req).await;
+        let mismatch = check_body(&mut req.input.body, req.input.checksum_sha256.as_deref());
+        let answer = self.fs.put_object(req).await;
         if mismatch.load(Ordering::SeqCst) {
             return Err(s3s::s3_error!(BadDigest, "checksum_sha256 mismatch"));
         }
@@ -235,7 +230,7 @@ impl S3 for DiskKeys {
             Some(ETagCondition::ETag(tag)) => Some(tag.value().to_owned()),
             _ => None,
         };
-        let answer = self.0.get_object(req).await?;
+        let answer = self.fs.get_object(req).await?;
         if let Some(wanted) = wanted {
             let served = answer.output.e_tag.as_ref().map(|t| t.value().to_owned());
             if served.as_deref() != Some(wanted.as_str()) {
@@ -250,7 +245,7 @@ impl S3 for DiskKeys {
         mut req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        self.0.head_object(req).await
+        self.fs.head_object(req).await
     }
 
     async fn delete_object(
@@ -258,7 +253,7 @@ impl S3 for DiskKeys {
         mut req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        self.0.delete_object(req).await
+        self.fs.delete_object(req).await
     }
 
     async fn delete_objects(
@@ -271,7 +266,7 @@ impl S3 for DiskKeys {
             let on_disk = disk_key(&bucket, &object.key);
             asked.insert(on_disk.clone(), std::mem::replace(&mut object.key, on_disk));
         }
-        let mut resp = self.0.delete_objects(req).await?;
+        let mut resp = self.fs.delete_objects(req).await?;
         // The answer names the keys as they were asked for.
         let named = |key: &mut Option<String>| {
             if let Some(k) = key.as_mut() {
@@ -295,7 +290,7 @@ impl S3 for DiskKeys {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
         disk_source(&mut req.input.copy_source);
-        self.0.copy_object(req).await
+        self.fs.copy_object(req).await
     }
 
     async fn create_multipart_upload(
@@ -303,8 +298,19 @@ impl S3 for DiskKeys {
         mut req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let asked = req.input.key.clone();
+        let bucket = req.input.bucket.clone();
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        let mut resp = self.0.create_multipart_upload(req).await?;
+        let mut resp = self.fs.create_multipart_upload(req).await?;
+        if let Some(id) = resp.output.upload_id.as_deref() {
+            let named = serde_json::to_vec(&UploadNamed {
+                bucket,
+                key: asked.clone(),
+            })
+            .map_err(|e| s3s::s3_error!(e, InternalError))?;
+            tokio::fs::write(self.sidecar(id, "key")?, named)
+                .await
+                .map_err(|e| s3s::s3_error!(e, InternalError))?;
+        }
         resp.output.key = Some(asked);
         Ok(resp)
     }
@@ -314,7 +320,34 @@ impl S3 for DiskKeys {
         mut req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        self.0.upload_part(req).await
+        let upload_id = req.input.upload_id.clone();
+        let part_number = req.input.part_number;
+        self.upload_in_progress(&upload_id).await?;
+        let declared = req.input.checksum_sha256.clone();
+        let mismatch = check_body(&mut req.input.body, declared.as_deref());
+        let answer = self.fs.upload_part(req).await;
+        if mismatch.load(Ordering::SeqCst) {
+            return Err(s3s::s3_error!(BadDigest, "checksum_sha256 mismatch"));
+        }
+        let mut answer = answer?;
+        let part = PartSeen {
+            etag: answer
+                .output
+                .e_tag
+                .as_ref()
+                .map(|t| t.value().to_owned())
+                .unwrap_or_default(),
+            sha256: declared.clone(),
+        };
+        let seen = serde_json::to_vec(&part).map_err(|e| s3s::s3_error!(e, InternalError))?;
+        tokio::fs::write(
+            self.sidecar(&upload_id, &format!("seen-{part_number}"))?,
+            seen,
+        )
+        .await
+        .map_err(|e| s3s::s3_error!(e, InternalError))?;
+        answer.output.checksum_sha256 = declared;
+        Ok(answer)
     }
 
     async fn upload_part_copy(
@@ -323,7 +356,7 @@ impl S3 for DiskKeys {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
         disk_source(&mut req.input.copy_source);
-        self.0.upload_part_copy(req).await
+        self.fs.upload_part_copy(req).await
     }
 
     async fn list_parts(
@@ -331,10 +364,106 @@ impl S3 for DiskKeys {
         mut req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let asked = req.input.key.clone();
+        let upload_id = req.input.upload_id.clone();
+        self.upload_in_progress(&upload_id).await?;
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        let mut resp = self.0.list_parts(req).await?;
+        let mut resp = self.fs.list_parts(req).await?;
         resp.output.key = Some(asked);
+        let parts = resp.output.parts.get_or_insert_with(Vec::new);
+        parts.sort_by_key(|p| p.part_number);
+        for part in parts.iter_mut() {
+            let Some(number) = part.part_number else {
+                continue;
+            };
+            let Ok(path) = self.sidecar(&upload_id, &format!("seen-{number}")) else {
+                continue;
+            };
+            if let Some(seen) = tokio::fs::read(path)
+                .await
+                .ok()
+                .and_then(|raw| serde_json::from_slice::<PartSeen>(&raw).ok())
+            {
+                part.e_tag = Some(ETag::Strong(seen.etag));
+                part.checksum_sha256 = seen.sha256;
+            }
+        }
         Ok(resp)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let mut found: Vec<(String, String, std::time::SystemTime)> = Vec::new();
+        let mut dir = tokio::fs::read_dir(&self.root)
+            .await
+            .map_err(|e| s3s::s3_error!(e, InternalError))?;
+        while let Some(entry) = dir
+            .next_entry()
+            .await
+            .map_err(|e| s3s::s3_error!(e, InternalError))?
+        {
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".upload-"))
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            let Ok(path) = self.sidecar(id, "key") else {
+                continue;
+            };
+            let Some(named) = tokio::fs::read(path)
+                .await
+                .ok()
+                .and_then(|raw| serde_json::from_slice::<UploadNamed>(&raw).ok())
+            else {
+                continue;
+            };
+            if named.bucket != input.bucket || !named.key.starts_with(&prefix) {
+                continue;
+            }
+            let initiated = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .map_err(|e| s3s::s3_error!(e, InternalError))?;
+            found.push((named.key, id.to_owned(), initiated));
+        }
+        found.sort();
+        let after = (
+            input.key_marker.clone().unwrap_or_default(),
+            input.upload_id_marker.clone().unwrap_or_default(),
+        );
+        found.retain(|(key, id, _)| {
+            (key.as_str(), id.as_str()) > (after.0.as_str(), after.1.as_str())
+        });
+        let max = usize::try_from(input.max_uploads.unwrap_or(1000).clamp(1, 1000)).unwrap_or(1000);
+        let truncated = found.len() > max;
+        found.truncate(max);
+        let last = found.last().map(|(k, id, _)| (k.clone(), id.clone()));
+        let uploads = found
+            .into_iter()
+            .map(|(key, upload_id, initiated)| MultipartUpload {
+                key: Some(key),
+                upload_id: Some(upload_id),
+                initiated: Some(Timestamp::from(initiated)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            is_truncated: Some(truncated),
+            next_key_marker: last.as_ref().filter(|_| truncated).map(|l| l.0.clone()),
+            next_upload_id_marker: last.filter(|_| truncated).map(|l| l.1),
+            max_uploads: Some(i32::try_from(max).unwrap_or(1000)),
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
     }
 
     async fn complete_multipart_upload(
@@ -342,8 +471,11 @@ impl S3 for DiskKeys {
         mut req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let asked = req.input.key.clone();
+        let upload_id = req.input.upload_id.clone();
+        self.upload_in_progress(&upload_id).await?;
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        let mut resp = self.0.complete_multipart_upload(req).await?;
+        let mut resp = self.fs.complete_multipart_upload(req).await?;
+        self.forget_upload(&upload_id).await;
         resp.output.key = Some(asked);
         Ok(resp)
     }
@@ -352,9 +484,84 @@ impl S3 for DiskKeys {
         &self,
         mut req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.upload_in_progress(&req.input.upload_id).await?;
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        self.0.abort_multipart_upload(req).await
+        // s3s-fs removes every `.upload_id-{id}*` file, the notes of this store included.
+        self.fs.abort_multipart_upload(req).await
     }
+}
+
+/// Which object a multipart upload in progress makes, noted when it is created.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UploadNamed {
+    bucket: String,
+    key: String,
+}
+
+/// What the store answered for a part when it was uploaded.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartSeen {
+    etag: String,
+    sha256: Option<String>,
+}
+
+impl DiskKeys {
+    /// A note kept beside an upload's parts: `.upload_id-{id}.{what}`.
+    fn sidecar(&self, upload_id: &str, what: &str) -> S3Result<PathBuf> {
+        let id = uuid::Uuid::parse_str(upload_id).map_err(|_| s3s::s3_error!(NoSuchUpload))?;
+        Ok(self.root.join(format!(".upload_id-{id}.{what}")))
+    }
+
+    /// NoSuchUpload, as S3 answers, for an id that names no upload in progress; s3s-fs
+    /// would answer AccessDenied, or list no parts.
+    async fn upload_in_progress(&self, upload_id: &str) -> S3Result<()> {
+        let id = uuid::Uuid::parse_str(upload_id).map_err(|_| s3s::s3_error!(NoSuchUpload))?;
+        match tokio::fs::try_exists(self.root.join(format!(".upload-{id}.json"))).await {
+            Ok(true) => Ok(()),
+            _ => Err(s3s::s3_error!(NoSuchUpload)),
+        }
+    }
+
+    /// Removes the notes of a completed upload (s3s-fs removed its parts).
+    async fn forget_upload(&self, upload_id: &str) {
+        let Ok(id) = uuid::Uuid::parse_str(upload_id) else {
+            return;
+        };
+        let prefix = format!(".upload_id-{id}.");
+        let Ok(mut dir) = tokio::fs::read_dir(&self.root).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = dir.next_entry().await {
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
+}
+
+/// s3s-fs stores the bytes before it compares a declared SHA-256, so a refused PUT would
+/// still replace the object: with a declared SHA-256 (base64), the body is checked as it
+/// streams instead, and fails before the store keeps anything. The flag tells whether it did.
+fn check_body(body: &mut Option<StreamingBlob>, declared: Option<&str>) -> Arc<AtomicBool> {
+    let mismatch = Arc::new(AtomicBool::new(false));
+    let expected =
+        declared.and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+    if let Some(expected) = expected {
+        *body = body.take().map(|inner| {
+            StreamingBlob::new(CheckedBody {
+                inner,
+                hasher: sha2::Sha256::new(),
+                expected,
+                mismatch: Arc::clone(&mismatch),
+                ended: false,
+            })
+        });
+    }
+    mismatch
 }
 
 async fn serve(listener: TcpListener, service: S3Service, mut shutdown: watch::Receiver<bool>) {
