@@ -10,9 +10,12 @@ use tokio::sync::oneshot;
 
 use crate::api::error::ApiError;
 use crate::api::uploads::check_quota;
-use crate::blob::{BlobError, BlobStore, ObjectHead, OpenObject};
+use crate::blob::{BlobError, BlobStore, ObjectHead, OpenObject, StoredPart};
 use crate::config::HashPolicy;
-use crate::domain::{etags_match, unquote_etag, ContentHash, TaskStatus, UploadKeys, UploadStatus};
+use crate::domain::{
+    etags_match, number_runs, unquote_etag, ContentHash, PartPlan, PartsCheck, TaskStatus,
+    UploadKeys, UploadStatus,
+};
 use crate::grouping::{GroupError, Grouper};
 use crate::queue::ConfirmJob;
 use crate::store::confirm::{
@@ -373,8 +376,12 @@ impl Pipeline {
         // Steps 1–3: the object exists, with the ETag and size the client gave; then the
         // verified version is copied where no presigned URL can overwrite it, and what is
         // hashed and recorded is that copy.
+        // An upload in parts is assembled at the confirmed key instead: there is nothing to copy.
         let keys = UploadKeys::of(&upload.s3_key);
-        let head = self.verify_and_copy(&keys, options).await?;
+        let head = match &upload.multipart_upload_id {
+            Some(multipart_id) => self.assemble(upload, multipart_id, &keys, options).await?,
+            None => self.verify_and_copy(&keys, options).await?,
+        };
         // A full-object SHA-256 that S3 checked when the bytes were PUT holds for the copy,
         // made of the same version (same ETag): then no bytes are read.
         let checked_sha256 = match self.hash_policy {
@@ -462,7 +469,7 @@ impl Pipeline {
                 .await?
             }
         };
-        if matches!(finished, Finish::Completed(_)) {
+        if matches!(finished, Finish::Completed(_)) && upload.multipart_upload_id.is_none() {
             // The URL's object is no longer needed; a left-over one wastes space, nothing more.
             if let Err(err) = self.blob.delete(&keys.staging).await {
                 tracing::warn!(key = %keys.staging, error = %err, "could not delete a confirmed upload's staging object");
@@ -515,6 +522,82 @@ impl Pipeline {
         self.blob
             .copy_if_match(&keys.staging, &keys.confirmed, &head.etag)
             .await?;
+        Ok(head)
+    }
+
+    /// Completes an upload in parts: every part of the plan must be in the store, of the
+    /// size the plan gives it; then the store assembles them at the confirmed key, and that
+    /// object is checked against what the client gave. A run that finds the multipart
+    /// upload gone carries on from the object an earlier run assembled.
+    async fn assemble(
+        &self,
+        upload: &UploadRow,
+        multipart_id: &str,
+        keys: &UploadKeys,
+        options: &ConfirmOptions,
+    ) -> Result<ObjectHead, StepError> {
+        let plan = match (
+            upload.file_size_bytes,
+            upload.part_size_bytes,
+            upload.part_count,
+        ) {
+            (Some(size), Some(part_size), Some(count)) => PartPlan::stored(size, part_size, count),
+            _ => {
+                return Err(StepError::Permanent(ApiError::bad_request(
+                    "the upload's part plan is incomplete",
+                )))
+            }
+        };
+        match self.blob.list_parts(&keys.confirmed, multipart_id).await {
+            Ok(stored) => {
+                let sizes: Vec<(i32, i64)> = stored.iter().map(|p| (p.number, p.size)).collect();
+                match plan.check(&sizes) {
+                    PartsCheck::Complete => {}
+                    PartsCheck::Missing(missing) => {
+                        return Err(StepError::Permanent(verification_failure(
+                            "parts_missing",
+                            format!(
+                                "{} of {} parts are not uploaded: {}; upload them, then confirm again",
+                                missing.len(),
+                                plan.part_count,
+                                number_runs(&missing)
+                            ),
+                            json!({ "part_count": plan.part_count }),
+                            json!({ "missing_parts": missing }),
+                        )))
+                    }
+                    PartsCheck::WrongSize(wrong) => {
+                        let numbers: Vec<i32> = wrong.iter().map(|w| w.0).collect();
+                        return Err(StepError::Permanent(verification_failure(
+                            "part_size_mismatch",
+                            format!(
+                                "parts {} do not have the size the plan gives them; upload them again, then confirm again",
+                                number_runs(&numbers)
+                            ),
+                            json!(wrong.iter().map(|w| json!({ "part_number": w.0, "size_bytes": w.1 })).collect::<Vec<_>>()),
+                            json!(wrong.iter().map(|w| json!({ "part_number": w.0, "size_bytes": w.2 })).collect::<Vec<_>>()),
+                        )));
+                    }
+                }
+                let parts: Vec<StoredPart> =
+                    stored.into_iter().filter(|p| plan.has(p.number)).collect();
+                match self
+                    .blob
+                    .complete_multipart(&keys.confirmed, multipart_id, &parts)
+                    .await
+                {
+                    // Completed meanwhile by another run of this confirmation.
+                    Ok(()) | Err(BlobError::NotFound) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Err(BlobError::NotFound) => {
+                tracing::info!(key = %keys.confirmed, "multipart upload gone; confirming the object assembled before");
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let head = self.blob.head(&keys.confirmed).await?;
+        check_head(&head, options)?;
         Ok(head)
     }
 

@@ -30,6 +30,15 @@ const CONTRACT: &[(&str, &str)] = &[
         "post",
         "/v1/buckets/{bucket_identifier}/uploads/{upload_id}/confirm",
     ),
+    // Multipart uploads' parts: the SDK has no route for them.
+    (
+        "post",
+        "/v1/buckets/{bucket_identifier}/uploads/{upload_id}/parts",
+    ),
+    (
+        "get",
+        "/v1/buckets/{bucket_identifier}/uploads/{upload_id}/parts",
+    ),
     ("post", "/v1/buckets/{bucket_identifier}/batches"),
     ("post", "/v1/buckets/{bucket_identifier}/batches/list"),
     ("get", "/v1/buckets/{bucket_identifier}/batches/{batch_id}"),

@@ -9,6 +9,7 @@ mod filters;
 mod objects;
 pub mod openapi;
 mod pages;
+mod parts;
 mod tasks;
 pub mod uploads;
 
@@ -85,6 +86,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(confirm::confirm_batch))
         .routes(routes!(uploads::get, uploads::cancel))
         .routes(routes!(confirm::confirm))
+        .routes(routes!(parts::sign, parts::list))
         .routes(routes!(batches::create))
         .routes(routes!(batches::list))
         .routes(routes!(batches::get))

@@ -22,7 +22,7 @@ use super::AppState;
 use crate::blob::PresignedPut;
 use crate::domain::{
     blob_type_for, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename, IdKind,
-    InvalidValue, UploadKeys,
+    InvalidValue, PartPlan, UploadKeys, MAX_SINGLE_PUT_BYTES,
 };
 use crate::store::filter::{ColumnKind, Condition, TextMatch};
 use crate::store::uploads::{self, NewUpload, UploadCancel, UploadSort};
@@ -42,7 +42,8 @@ pub struct CreateUpload {
         pattern = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
     )]
     content_type: String,
-    #[schema(minimum = 1)]
+    /// At most 5 TiB, the most S3 stores; past 5 GiB the upload is multipart.
+    #[schema(minimum = 1, maximum = 5497558138880.0)]
     file_size_bytes: Option<i64>,
     /// Seconds the PUT URL is valid (default 3600).
     #[schema(minimum = 60, maximum = 86400)]
@@ -63,7 +64,16 @@ pub struct CreateUpload {
     skip_duplicates: Option<bool>,
     /// Sign `file_hash` into the PUT URL (needs `file_hash`): the store refuses other bytes,
     /// and confirm reads none. The PUT must send every header of `upload_headers`.
+    /// Not with a multipart upload, whose parts sign their own `sha256`.
     enforce_file_hash: Option<bool>,
+    /// Upload in parts (needs `file_size_bytes`): the answer gives `multipart` instead of a
+    /// `presigned_url`, and `POST .../uploads/{upload_id}/parts` signs part URLs. Implied
+    /// past 5 GiB, the most one PUT may carry.
+    multipart: Option<bool>,
+    /// The size of every part but the last (5 MiB to 5 GiB, at most 10,000 parts); implies
+    /// `multipart`. Default: 8 MiB, or what keeps the parts within 10,000.
+    #[schema(minimum = 5242880.0, maximum = 5368709120.0)]
+    part_size_bytes: Option<i64>,
 }
 
 impl BodySchema for CreateUpload {
@@ -80,7 +90,28 @@ impl BodySchema for CreateUpload {
         "file_hash",
         "skip_duplicates",
         "enforce_file_hash",
+        "multipart",
+        "part_size_bytes",
     ];
+}
+
+/// How a multipart upload is cut: all parts but the last have `part_size_bytes`.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct MultipartPlan {
+    pub part_size_bytes: i64,
+    pub part_count: i32,
+}
+
+impl MultipartPlan {
+    pub fn of(u: &UploadRow) -> Option<MultipartPlan> {
+        match (u.part_size_bytes, u.part_count) {
+            (Some(part_size_bytes), Some(part_count)) => Some(MultipartPlan {
+                part_size_bytes,
+                part_count,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// An upload, as the SDK's `UploadResponse` parses it; the PUT URL only on creation.
@@ -109,6 +140,9 @@ pub struct UploadResponse {
     pub skip_duplicates: bool,
     /// The PUT URL signs `file_hash`: the store checked the bytes.
     pub enforce_file_hash: bool,
+    /// For an upload in parts: how it is cut. Its part URLs come from
+    /// `POST .../uploads/{upload_id}/parts`; there is no `presigned_url`.
+    pub multipart: Option<MultipartPlan>,
     pub is_duplicate: bool,
     pub duplicate_of_upload_id: Option<String>,
     /// Always false: buckets have no unique keys here.
@@ -153,6 +187,7 @@ impl UploadResponse {
             file_hash: u.file_hash.clone(),
             skip_duplicates: u.skip_duplicates,
             enforce_file_hash: u.enforce_file_hash,
+            multipart: MultipartPlan::of(u),
             is_duplicate: u.is_duplicate,
             duplicate_of_upload_id: u.duplicate_of_upload_id.clone(),
             skipped_unique_key: false,
@@ -303,8 +338,8 @@ fn now_micros() -> DateTime<Utc> {
 enum Prepared {
     /// The content is already in the bucket: the original, answered as a duplicate.
     Duplicate(Box<UploadResponse>),
-    /// A new upload to store, with its PUT URL.
-    New(Box<NewUpload>, PresignedPut),
+    /// A new upload to store, and how its bytes are to arrive.
+    New(Box<NewUpload>, Access),
 }
 
 /// Validates one creation request and presigns its URL; stores nothing.
@@ -341,9 +376,20 @@ async fn prepare(
         .map(ContentHash::parse)
         .transpose()
         .map_err(field_error("file_hash"))?;
-    let enforce_file_hash = body
-        .enforce_file_hash
-        .unwrap_or(state.settings.enforce_declared_hash && file_hash.is_some());
+    let plan = part_plan(&body)?;
+    let enforce_file_hash = match (body.enforce_file_hash, plan) {
+        (Some(true), Some(_)) => {
+            return Err(ApiError::invalid(
+                "value_error",
+                &["body", "enforce_file_hash"],
+                "a multipart upload cannot sign one SHA-256 for the whole object: sign each part's sha256 when its URL is made, and confirm checks file_hash",
+            ))
+        }
+        (Some(asked), _) => asked,
+        // The server's default applies where it can: to a single PUT.
+        (None, Some(_)) => false,
+        (None, None) => state.settings.enforce_declared_hash && file_hash.is_some(),
+    };
     if enforce_file_hash && file_hash.is_none() {
         return Err(ApiError::invalid(
             "missing",
@@ -384,14 +430,112 @@ async fn prepare(
         .staging;
     let created_at = now_micros();
     let expires_at = created_at + chrono::Duration::seconds(expiration);
-    let signed_hash = file_hash
-        .as_ref()
-        .filter(|_| enforce_file_hash)
-        .map(ContentHash::to_base64);
+    let access = match plan {
+        Some(_) => Access::Parts,
+        None => Access::Put(
+            presign(
+                state,
+                &s3_key,
+                &content_type,
+                file_hash.as_ref().filter(|_| enforce_file_hash),
+                created_at,
+                expiration,
+            )
+            .await?,
+        ),
+    };
+    let upload = NewUpload {
+        id,
+        bucket_id: bucket.id.clone(),
+        namespace_id: tenant.namespace.id.clone(),
+        filename: filename.as_str().to_owned(),
+        content_type: content_type.as_str().to_owned(),
+        file_size_bytes: body.file_size_bytes,
+        presigned_url_expiration: i32::try_from(expiration).unwrap_or(3600),
+        s3_key,
+        metadata: Value::Object(body.metadata.unwrap_or_default()),
+        create_object_on_confirm: body.create_object_on_confirm.unwrap_or(true),
+        object_metadata: body.object_metadata.map(Value::Object),
+        blob_property: blob_property.as_str().to_owned(),
+        blob_type: blob_type.as_str().to_owned(),
+        file_hash: file_hash.map(|h| h.as_str().to_owned()),
+        skip_duplicates,
+        enforce_file_hash,
+        multipart_upload_id: None,
+        part_size_bytes: plan.map(|p| p.part_size_bytes),
+        part_count: plan.map(|p| p.part_count),
+        created_at,
+        expires_at,
+    };
+    Ok(Prepared::New(Box::new(upload), access))
+}
+
+/// How the bytes of a new upload reach the store.
+enum Access {
+    /// One PUT to this URL.
+    Put(PresignedPut),
+    /// Parts of a multipart upload, started in the store just before the upload is stored.
+    Parts,
+}
+
+/// The parts an upload is cut into, when it is to be uploaded in parts: on request, or
+/// because one PUT cannot carry it.
+fn part_plan(body: &CreateUpload) -> Result<Option<PartPlan>, ApiError> {
+    let too_big = body
+        .file_size_bytes
+        .is_some_and(|s| s > MAX_SINGLE_PUT_BYTES);
+    let wanted = match body.multipart {
+        Some(false) if too_big => {
+            return Err(ApiError::invalid(
+                "value_error",
+                &["body", "multipart"],
+                format!("one PUT carries at most {MAX_SINGLE_PUT_BYTES} bytes (5 GiB): a larger file is uploaded in parts"),
+            ))
+        }
+        Some(false) if body.part_size_bytes.is_some() => {
+            return Err(ApiError::invalid(
+                "value_error",
+                &["body", "part_size_bytes"],
+                "part_size_bytes is for a multipart upload, and multipart is false",
+            ))
+        }
+        Some(asked) => asked || too_big,
+        None => too_big || body.part_size_bytes.is_some(),
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let Some(size) = body.file_size_bytes else {
+        return Err(ApiError::invalid(
+            "missing",
+            &["body", "file_size_bytes"],
+            "a multipart upload needs file_size_bytes to cut the file into parts",
+        ));
+    };
+    let field = if body.part_size_bytes.is_some() {
+        "part_size_bytes"
+    } else {
+        "file_size_bytes"
+    };
+    PartPlan::new(size, body.part_size_bytes)
+        .map(Some)
+        .map_err(field_error(field))
+}
+
+/// The PUT URL of a single-request upload, signing the hash when it is enforced.
+async fn presign(
+    state: &AppState,
+    s3_key: &str,
+    content_type: &ContentType,
+    enforced_hash: Option<&ContentHash>,
+    created_at: DateTime<Utc>,
+    expiration: i64,
+) -> Result<PresignedPut, ApiError> {
+    let signed_hash = enforced_hash.map(ContentHash::to_base64);
     let put = state
         .blob
         .presign_put_with(
-            &s3_key,
+            s3_key,
             content_type.as_str(),
             signed_hash.as_deref(),
             created_at.into(),
@@ -411,34 +555,55 @@ async fn prepare(
             ),
         ));
     }
-    let upload = NewUpload {
-        id,
-        bucket_id: bucket.id.clone(),
-        namespace_id: tenant.namespace.id.clone(),
-        filename: filename.as_str().to_owned(),
-        content_type: content_type.as_str().to_owned(),
-        file_size_bytes: body.file_size_bytes,
-        presigned_url_expiration: i32::try_from(expiration).unwrap_or(3600),
-        s3_key,
-        metadata: Value::Object(body.metadata.unwrap_or_default()),
-        create_object_on_confirm: body.create_object_on_confirm.unwrap_or(true),
-        object_metadata: body.object_metadata.map(Value::Object),
-        blob_property: blob_property.as_str().to_owned(),
-        blob_type: blob_type.as_str().to_owned(),
-        file_hash: file_hash.map(|h| h.as_str().to_owned()),
-        skip_duplicates,
-        enforce_file_hash,
-        created_at,
-        expires_at,
-    };
-    Ok(Prepared::New(Box::new(upload), put))
+    Ok(put)
+}
+
+/// Starts the store's multipart upload of each new upload in parts, at its confirmed key:
+/// completing it is what puts the object there, and once completed no part URL can
+/// change it. An upload whose row is never stored leaves its multipart upload to the
+/// sweep, which aborts those no upload owns.
+async fn start_multiparts(state: &AppState, new: &mut [NewUpload]) -> Result<(), ApiError> {
+    for upload in new.iter_mut().filter(|u| u.part_count.is_some()) {
+        let key = UploadKeys::of(&upload.s3_key).confirmed;
+        let id = state
+            .blob
+            .create_multipart(&key, &upload.content_type)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "could not start a multipart upload");
+                ApiError::Unavailable(
+                    "the object store did not start the multipart upload; retry".into(),
+                )
+            })?;
+        upload.multipart_upload_id = Some(id);
+    }
+    Ok(())
 }
 
 /// Longest presigned URL a client can take: the SDK's `UploadResponse.presigned_url` limit.
 const MAX_URL_CHARS: usize = 2083;
 
-/// The answer for a created upload: with its PUT URL and what to do with it.
-fn created_answer(upload: &UploadRow, put: PresignedPut) -> UploadResponse {
+/// The answer for a created upload: with its PUT URL, or its parts, and what to do next.
+fn created_answer(upload: &UploadRow, access: Access) -> UploadResponse {
+    let put = match access {
+        Access::Put(put) => put,
+        Access::Parts => {
+            let mut answer = UploadResponse::new(upload, None);
+            if let (Some(plan), Some(size)) = (answer.multipart, upload.file_size_bytes) {
+                let last = PartPlan::stored(size, plan.part_size_bytes, plan.part_count)
+                    .part_len(plan.part_count);
+                answer.message = Some(format!(
+                    "Upload {} parts of {} bytes (the last of {last}): get their URLs from POST /v1/buckets/{}/uploads/{}/parts, PUT each before {}, then confirm",
+                    plan.part_count,
+                    plan.part_size_bytes,
+                    upload.bucket_id,
+                    upload.id,
+                    upload.expires_at.to_rfc3339()
+                ));
+            }
+            return answer;
+        }
+    };
     let headers: Vec<&str> = put.headers.keys().map(String::as_str).collect();
     let message = format!(
         "PUT the file to presigned_url with the headers of upload_headers ({}) before {}, then confirm",
@@ -465,9 +630,13 @@ pub async fn create(
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
     match prepare(&state, &tenant, &bucket, body).await? {
         Prepared::Duplicate(answer) => Ok(Json(*answer)),
-        Prepared::New(new, url) => {
-            let upload = uploads::insert(&state.pool, &new).await?;
-            Ok(Json(created_answer(&upload, url)))
+        Prepared::New(mut new, access) => {
+            start_multiparts(&state, std::slice::from_mut(&mut *new)).await?;
+            let upload = store_new(&state, std::slice::from_ref(&*new))
+                .await?
+                .pop()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the upload was not stored")))?;
+            Ok(Json(created_answer(&upload, access)))
         }
     }
 }
@@ -554,14 +723,15 @@ pub async fn create_batch(
                 .map_err(|e| e.at_item("uploads", index))?,
         );
     }
-    let new: Vec<NewUpload> = prepared
+    let mut new: Vec<NewUpload> = prepared
         .iter()
         .filter_map(|p| match p {
             Prepared::New(n, _) => Some((**n).clone()),
             Prepared::Duplicate(_) => None,
         })
         .collect();
-    let mut stored = uploads::insert_many(&state.pool, &new).await?.into_iter();
+    start_multiparts(&state, &mut new).await?;
+    let mut stored = store_new(&state, &new).await?.into_iter();
     let mut answers = Vec::with_capacity(prepared.len());
     for p in prepared {
         answers.push(match p {
@@ -578,6 +748,24 @@ pub async fn create_batch(
         total: answers.len(),
         uploads: answers,
     }))
+}
+
+/// Stores new uploads; when that fails, aborts the multipart uploads started for them.
+async fn store_new(state: &AppState, new: &[NewUpload]) -> Result<Vec<UploadRow>, ApiError> {
+    match uploads::insert_many(&state.pool, new).await {
+        Ok(rows) => Ok(rows),
+        Err(err) => {
+            for upload in new {
+                if let Some(id) = &upload.multipart_upload_id {
+                    let key = UploadKeys::of(&upload.s3_key).confirmed;
+                    if let Err(e) = state.blob.abort_multipart(&key, id).await {
+                        tracing::warn!(error = %e, "a multipart upload of an upload not stored is left to the sweep");
+                    }
+                }
+            }
+            Err(err.into())
+        }
+    }
 }
 
 /// The upload a path names, in the bucket.
@@ -808,7 +996,8 @@ pub struct CancelQuery {
 }
 
 /// `DELETE /v1/buckets/{b}/uploads/{upload_id}`: `PENDING` or `FAILED` → `CANCELED`;
-/// repeating it changes nothing. With `delete_s3_object`, the object goes too.
+/// repeating it changes nothing. A multipart upload's parts go; with `delete_s3_object`,
+/// the object goes too.
 #[utoipa::path(delete, path = "/v1/buckets/{bucket_identifier}/uploads/{upload_id}", tag = "uploads", operation_id = "delete_upload",
     params(("bucket_identifier" = String, Path, description = "Bucket id (bkt_...) or name"), ("upload_id" = String, Path), CancelQuery, ("X-Namespace" = Option<String>, Header, description = "Namespace name or ns_ id (or ?namespace=)")),
     responses((status = 204, description = "Canceled (or already)"),
@@ -835,6 +1024,16 @@ pub async fn cancel(
             })
         }
     };
+    // Parts serve no one once the upload is canceled: they go whether or not the object does.
+    if let Some(multipart_id) = &upload.multipart_upload_id {
+        let key = UploadKeys::of(&upload.s3_key).confirmed;
+        state.blob.abort_multipart(&key, multipart_id).await.map_err(|err| {
+            tracing::warn!(upload_id = %upload.id, error = %err, "could not abort a canceled upload's multipart upload");
+            ApiError::Unavailable(
+                "the upload is canceled, but its uploaded parts could not be removed; repeat the request".into(),
+            )
+        })?;
+    }
     if query.delete_s3_object {
         state.blob.delete_upload_objects(&upload.s3_key).await.map_err(|err| {
             tracing::warn!(upload_id = %upload.id, error = %err, "could not delete a canceled upload's object");

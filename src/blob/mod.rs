@@ -2,6 +2,9 @@
 
 #[cfg(feature = "embedded-s3")]
 pub mod embedded;
+mod multipart;
+
+pub use multipart::{InProgress, StoredPart};
 
 use std::time::{Duration, SystemTime};
 
@@ -59,6 +62,27 @@ pub struct BlobStore {
 pub struct PresignedPut {
     pub url: String,
     pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl PresignedPut {
+    fn of(request: &aws_sdk_s3::presigning::PresignedRequest) -> PresignedPut {
+        PresignedPut {
+            url: request.uri().to_string(),
+            headers: request
+                .headers()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// How long a presigned request is valid, from when.
+fn presigning(start: SystemTime, expires_in: Duration) -> Result<PresigningConfig, BlobError> {
+    PresigningConfig::builder()
+        .start_time(start)
+        .expires_in(expires_in)
+        .build()
+        .map_err(|e| BlobError::Transient(format!("invalid presigning config: {e}")))
 }
 
 /// What HeadObject tells.
@@ -186,11 +210,6 @@ impl BlobStore {
         start: SystemTime,
         expires_in: Duration,
     ) -> Result<PresignedPut, BlobError> {
-        let presigning = PresigningConfig::builder()
-            .start_time(start)
-            .expires_in(expires_in)
-            .build()
-            .map_err(|e| BlobError::Transient(format!("invalid presigning config: {e}")))?;
         let request = self
             .client
             .put_object()
@@ -198,17 +217,10 @@ impl BlobStore {
             .key(key)
             .content_type(content_type)
             .set_checksum_sha256(sha256_base64.map(str::to_owned))
-            .presigned(presigning)
+            .presigned(presigning(start, expires_in)?)
             .await
             .map_err(|e| transient(&e))?;
-        let headers = request
-            .headers()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
-            .collect();
-        Ok(PresignedPut {
-            url: request.uri().to_string(),
-            headers,
-        })
+        Ok(PresignedPut::of(&request))
     }
 
     /// HeadObject with checksum mode enabled.

@@ -2,10 +2,14 @@
 //! Nothing here does I/O.
 
 mod ids;
+mod parts;
 mod status;
 mod values;
 
 pub use ids::{new_api_key, new_id, IdKind};
+pub use parts::{
+    number_runs, PartPlan, PartsCheck, MAX_OBJECT_BYTES, MAX_PARTS, MAX_SINGLE_PUT_BYTES,
+};
 pub use status::{TaskStatus, TaskType, UploadStatus};
 pub use values::{
     blob_type_for, etags_match, unquote_etag, BlobProperty, BlobType, ContentHash, ContentType,

@@ -66,6 +66,9 @@ pub struct UploadKeys {
 }
 
 impl UploadKeys {
+    /// Where confirmed objects (and multipart uploads, which become them) are kept.
+    pub const CONFIRMED_PREFIX: &'static str = CONFIRMED_PREFIX;
+
     /// The keys of a new upload, `{namespace}/{bucket}/{upload}/{filename}` and its
     /// confirmed twin; refused when the longer of them would pass S3's key limit, which
     /// counts bytes, so that a name of many multi-byte characters can be too long.

@@ -46,6 +46,10 @@ pub struct UploadRow {
     pub file_hash: Option<String>,
     pub skip_duplicates: bool,
     pub enforce_file_hash: bool,
+    /// The store's multipart upload, for an upload in parts.
+    pub multipart_upload_id: Option<String>,
+    pub part_size_bytes: Option<i64>,
+    pub part_count: Option<i32>,
     pub is_duplicate: bool,
     pub duplicate_of_upload_id: Option<String>,
     pub message: Option<String>,

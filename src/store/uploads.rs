@@ -10,7 +10,7 @@ use super::models::UploadRow;
 use super::outbox::{self, OutboxMessage};
 use super::tasks::{self, NewTask};
 
-pub(crate) const UPLOAD_COLUMNS: &str = "id, bucket_id, namespace_id, filename, content_type, file_size_bytes, presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm, object_metadata, blob_property, blob_type, file_hash, skip_duplicates, enforce_file_hash, is_duplicate, duplicate_of_upload_id, message, etag, object_id, task_id, batch_id, batch_task_id, error, created_at, updated_at, expires_at, verified_at, completed_at";
+pub(crate) const UPLOAD_COLUMNS: &str = "id, bucket_id, namespace_id, filename, content_type, file_size_bytes, presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm, object_metadata, blob_property, blob_type, file_hash, skip_duplicates, enforce_file_hash, multipart_upload_id, part_size_bytes, part_count, is_duplicate, duplicate_of_upload_id, message, etag, object_id, task_id, batch_id, batch_task_id, error, created_at, updated_at, expires_at, verified_at, completed_at";
 
 /// An upload about to be stored, already validated.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -32,6 +32,10 @@ pub struct NewUpload {
     pub skip_duplicates: bool,
     /// The PUT URL signs `file_hash`: the store checks the bytes.
     pub enforce_file_hash: bool,
+    /// Set for an upload in parts once the store's multipart upload exists.
+    pub multipart_upload_id: Option<String>,
+    pub part_size_bytes: Option<i64>,
+    pub part_count: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -49,16 +53,19 @@ pub async fn insert_many(pool: &PgPool, new: &[NewUpload]) -> sqlx::Result<Vec<U
         "INSERT INTO uploads (id, bucket_id, namespace_id, filename, content_type, file_size_bytes,
             presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm,
             object_metadata, blob_property, blob_type, file_hash, skip_duplicates,
-            enforce_file_hash, created_at, updated_at, expires_at)
+            enforce_file_hash, multipart_upload_id, part_size_bytes, part_count, created_at,
+            updated_at, expires_at)
          SELECT id, bucket_id, namespace_id, filename, content_type, file_size_bytes,
             presigned_url_expiration, s3_key, 'PENDING', metadata, create_object_on_confirm,
             object_metadata, blob_property, blob_type, file_hash, skip_duplicates,
-            enforce_file_hash, created_at, created_at, expires_at
+            enforce_file_hash, multipart_upload_id, part_size_bytes, part_count, created_at,
+            created_at, expires_at
          FROM jsonb_to_recordset($1) AS x(id text, bucket_id text, namespace_id text,
             filename text, content_type text, file_size_bytes bigint,
             presigned_url_expiration integer, s3_key text, metadata jsonb,
             create_object_on_confirm boolean, object_metadata jsonb, blob_property text,
             blob_type text, file_hash text, skip_duplicates boolean, enforce_file_hash boolean,
+            multipart_upload_id text, part_size_bytes bigint, part_count integer,
             created_at timestamptz, expires_at timestamptz)
          RETURNING {UPLOAD_COLUMNS}"
     )))
@@ -209,15 +216,63 @@ pub async fn claim_expired(
     conn: &mut PgConnection,
     grace: std::time::Duration,
     limit: i64,
-) -> sqlx::Result<Vec<(String, String)>> {
+) -> sqlx::Result<Vec<Expired>> {
     sqlx::query_as(
-        "SELECT id, s3_key FROM uploads
+        "SELECT id, s3_key, multipart_upload_id FROM uploads
          WHERE status = 'PENDING' AND expires_at + make_interval(secs => $1) < now()
          ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(grace.as_secs_f64())
     .bind(limit)
     .fetch_all(conn)
+    .await
+}
+
+/// An upload the expiry sweep took.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Expired {
+    pub id: String,
+    pub s3_key: String,
+    pub multipart_upload_id: Option<String>,
+}
+
+/// Of the store's multipart upload ids given, those an upload still needs: one that may
+/// yet be confirmed (`PENDING` or `FAILED` before its expiry and grace) or is being
+/// confirmed (`PROCESSING`).
+pub async fn multipart_owned(
+    pool: &PgPool,
+    multipart_ids: &[String],
+    grace: std::time::Duration,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT multipart_upload_id FROM uploads
+         WHERE multipart_upload_id = ANY($1)
+           AND (status = 'PROCESSING'
+                OR (status IN ('PENDING', 'FAILED')
+                    AND expires_at + make_interval(secs => $2) >= now()))",
+    )
+    .bind(multipart_ids)
+    .bind(grace.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+/// Moves a multipart upload's expiry to `until` when that is later, so that parts signed
+/// to be uploaded until then are not swept before. Answers the expiry it has now, or
+/// `None` when the upload no longer awaits parts (not `PENDING` or `FAILED`).
+pub async fn extend_expiry(
+    pool: &PgPool,
+    upload_id: &str,
+    until: DateTime<Utc>,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "UPDATE uploads SET expires_at = greatest(expires_at, $2), updated_at = now()
+         WHERE id = $1 AND status IN ('PENDING', 'FAILED')
+         RETURNING expires_at",
+    )
+    .bind(upload_id)
+    .bind(until)
+    .fetch_optional(pool)
     .await
 }
 

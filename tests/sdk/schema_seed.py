@@ -3,7 +3,7 @@
     python tests/sdk/schema_seed.py BASE_CONFIG OUT_CONFIG
 
 Reads UPCONFIRM_BASE_URL, UPCONFIRM_API_KEY and UPCONFIRM_NAMESPACE, makes a few real
-uploads (confirmed, pending), an object, a batch and tasks in the dev bucket, and writes
+uploads (confirmed, pending, one in parts), an object, a batch and tasks in the dev bucket, and writes
 BASE_CONFIG (schemathesis.toml) plus dictionaries of those ids to OUT_CONFIG, so that
 generated paths name existing uploads, tasks, batches and objects most of the time instead
 of stopping at 404.
@@ -53,7 +53,13 @@ def main():
 
     confirmed = [upload() for _ in range(2)]
     results = [call("POST", f"/v1/buckets/{BUCKET}/uploads/{u}/confirm") for u in confirmed]
-    uploads = confirmed + [upload(put=True), upload(put=False)]
+    # One in parts, so that its parts routes answer 200 with real ids too.
+    multipart = call(
+        "POST",
+        f"/v1/buckets/{BUCKET}/uploads",
+        json={"filename": "seed.mkv", "content_type": "video/x-matroska", "file_size_bytes": 10 << 20, "multipart": True},
+    )["upload_id"]
+    uploads = confirmed + [upload(put=True), upload(put=False), multipart]
     objects = [r["object_id"] for r in results if r.get("object_id")]
     tasks = [r["task_id"] for r in results if r.get("task_id")]
     batch = call("POST", f"/v1/buckets/{BUCKET}/batches", json={"object_ids": objects})

@@ -544,6 +544,20 @@ def test_get_upload_realistic(uploads_api):
     assert stored.object_id is None
 
 
+def test_an_upload_past_5_gib_is_in_parts_and_the_sdk_parses_it(uploads_api):
+    # One PUT carries at most 5 GiB: the upload is multipart, with no presigned_url, which
+    # the SDK's UploadResponse allows; its parts are signed by a route the SDK does not have.
+    upload = create_upload(
+        uploads_api, DEV_BUCKET, "recording.mkv", "video/x-matroska", file_size_bytes=6 << 30
+    )
+    assert upload.presigned_url is None
+    assert upload.file_size_bytes == 6 << 30
+    assert value_of(get_upload(uploads_api, DEV_BUCKET, upload.upload_id).status) == "PENDING"
+    response = uploads_api.delete_upload_buckets_with_http_info(DEV_BUCKET, upload.upload_id)
+    expect_status(response, 204)
+    assert value_of(get_upload(uploads_api, DEV_BUCKET, upload.upload_id).status) == "CANCELED"
+
+
 def test_duplicate_upload_confirms_as_duplicate(uploads_api, new_bucket):
     bucket = new_bucket().bucket_id
     data = unique_bytes("same")
