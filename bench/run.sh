@@ -26,5 +26,5 @@ trap 'kill "$(cat "$work/garage/pid")" 2> /dev/null || true' EXIT
 export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upconfirm_bench}
 psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${DATABASE_URL##*/}" > /dev/null
 
-target/release/upconfirm bench suite \
+target/release/upconfirm bench suite --store-pid "$(cat "$work/garage/pid")" \
   --store-label "garage $(garage --version | grep -o "[0-9]*\.[0-9]*\.[0-9]*" | head -n 1) (single node, LMDB, local disk)" "$@"

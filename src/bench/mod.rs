@@ -2,6 +2,7 @@
 //! and the whole benchmark (`suite`).
 
 mod ceilings;
+mod large;
 mod procs;
 mod report;
 pub mod suite;
@@ -113,6 +114,23 @@ impl Client {
         id_and_url(&created)
     }
 
+    /// Uploads created in one batch request from the items given: the answers, in order.
+    pub(crate) async fn create_batch_items(
+        &self,
+        bucket: &str,
+        items: Vec<Value>,
+    ) -> anyhow::Result<Vec<Value>> {
+        let created: Value = self
+            .post(&format!("/v1/buckets/{bucket}/uploads/batch"))
+            .json(&json!({ "uploads": items }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(created["uploads"].as_array().context("no uploads")?.clone())
+    }
+
     /// Uploads created in one batch request, in order: their ids and presigned URLs.
     pub(crate) async fn create_batch(
         &self,
@@ -123,17 +141,8 @@ impl Client {
             .into_iter()
             .map(|filename| json!({ "filename": filename, "content_type": OCTETS }))
             .collect();
-        let created: Value = self
-            .post(&format!("/v1/buckets/{bucket}/uploads/batch"))
-            .json(&json!({ "uploads": items }))
-            .send()
+        self.create_batch_items(bucket, items)
             .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        created["uploads"]
-            .as_array()
-            .context("no uploads")?
             .iter()
             .map(id_and_url)
             .collect()

@@ -72,6 +72,10 @@ impl Proc {
     }
 
     /// User plus system CPU time of all its threads so far, in milliseconds.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn cpu_ms(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
         cpu_ms_from_stat(&stat, clock_ticks())

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ceilings::Rate;
+use super::large::{CurvePoint, MultipartFile};
 
 /// Milliseconds of CPU per operation, by process group (`upconfirm`, `postgres`, `rabbitmq`,
 /// `garage`, `bench`, `other`) and for the whole machine (`all`).
@@ -31,6 +32,8 @@ pub struct Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct Drain {
     pub workers: usize,
+    /// The backlog's uploads declared their SHA-256 and the store checked it at PUT.
+    pub hash_verified: bool,
     pub count: usize,
     pub size_bytes: usize,
     /// From the workers' start until every upload of the backlog was terminal.
@@ -121,6 +124,8 @@ pub struct Results {
     pub ceilings: Ceilings,
     pub smallest_ceiling: String,
     pub large_file: LargeFile,
+    pub size_curve: Vec<CurvePoint>,
+    pub multipart_files: Vec<MultipartFile>,
     pub targets: Vec<Target>,
 }
 
@@ -133,6 +138,8 @@ impl Results {
         api: ApiCost,
         ceilings: Ceilings,
         large_file: LargeFile,
+        size_curve: Vec<CurvePoint>,
+        multipart_files: Vec<MultipartFile>,
         took: Duration,
     ) -> Results {
         let (smallest, smallest_rate) = ceilings.smallest();
@@ -180,6 +187,7 @@ impl Results {
             measured: format!("{:.1} MiB", large_file.worker_peak_rss_mib),
             met: large_file.worker_peak_rss_mib <= 64.0,
         });
+        large_targets(&mut targets, &size_curve, &multipart_files, &drains);
         let cpus = std::thread::available_parallelism().map_or(0, usize::from);
         Results {
             generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -195,9 +203,81 @@ impl Results {
             smallest_ceiling: smallest.to_owned(),
             ceilings,
             large_file,
+            size_curve,
+            multipart_files,
             targets,
         }
     }
+}
+
+/// The targets of the large-file phases, and of the hash-verified drain.
+fn large_targets(
+    targets: &mut Vec<Target>,
+    curve: &[CurvePoint],
+    multipart: &[MultipartFile],
+    drains: &[Drain],
+) {
+    if let (Some(first), Some(last)) = (curve.first(), curve.last()) {
+        let ratio = last.verified_seconds / first.verified_seconds;
+        targets.push(Target {
+            what: format!(
+                "hash-verified confirm time, {} / {}",
+                bytes_u64(last.size_bytes),
+                bytes_u64(first.size_bytes)
+            ),
+            target: "≤ 2.0".into(),
+            measured: format!(
+                "{ratio:.2} ({:.1} ms / {:.1} ms)",
+                last.verified_seconds * 1e3,
+                first.verified_seconds * 1e3
+            ),
+            met: ratio <= 2.0,
+        });
+    }
+    for m in multipart {
+        targets.push(Target {
+            what: format!(
+                "multipart {} hashing / min(ranged GET, SHA-256 in memory); {}",
+                bytes_u64(m.size_bytes),
+                m.placement
+            ),
+            target: "≥ 0.90".into(),
+            measured: format!("{:.2}", m.ratio_to_min),
+            met: m.ratio_to_min >= 0.9,
+        });
+        targets.push(Target {
+            what: format!(
+                "worker peak RSS confirming the multipart file; {}",
+                m.placement
+            ),
+            target: "≤ 128 MiB".into(),
+            measured: format!("{:.1} MiB", m.worker_peak_rss_mib),
+            met: m.worker_peak_rss_mib <= 128.0,
+        });
+    }
+    let one = |verified: bool| {
+        drains
+            .iter()
+            .find(|d| d.workers == 1 && d.hash_verified == verified)
+    };
+    if let (Some(simple), Some(verified)) = (one(false), one(true)) {
+        let cpu = |d: &Drain, who: &str| d.cpu_ms_per_confirmation.get(who).copied().unwrap_or(0.0);
+        targets.push(Target {
+            what: "hash-verified drain: CPU per confirmation, machine / simple's".into(),
+            target: "< 1.00".into(),
+            measured: format!(
+                "{:.2} ({:.3} / {:.3} ms)",
+                cpu(verified, "all") / cpu(simple, "all"),
+                cpu(verified, "all"),
+                cpu(simple, "all")
+            ),
+            met: cpu(verified, "all") < cpu(simple, "all"),
+        });
+    }
+}
+
+fn bytes_u64(n: u64) -> String {
+    bytes(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 fn cpu_model() -> String {
@@ -259,13 +339,18 @@ pub fn markdown(r: &Results) -> String {
     }
     let (smallest, smallest_rate) = r.ceilings.smallest();
     let _ = writeln!(md, "\n## Async throughput (draining a backlog)\n");
-    let _ = writeln!(md, "| Worker processes | Backlog | Object | Drained in | Confirms/s | / smallest ceiling ({smallest}) | Worker CPU per confirm | Failed |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| Worker processes | Uploads | Backlog | Object | Drained in | Confirms/s | / smallest ceiling ({smallest}) | Worker CPU per confirm | Failed |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for d in &r.async_throughput {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.2} s | {:.0} | {:.2} | {:.3} ms | {} |",
+            "| {} | {} | {} | {} | {:.2} s | {:.0} | {:.2} | {:.3} ms | {} |",
             d.workers,
+            if d.hash_verified {
+                "hash-verified"
+            } else {
+                "simple"
+            },
             d.count,
             bytes(d.size_bytes),
             d.seconds,
@@ -326,7 +411,73 @@ pub fn markdown(r: &Results) -> String {
         l.worker_peak_rss_mib,
         if l.digest_matches_sha256sum { "yes" } else { "no" }
     );
+    large_sections(&mut md, r);
     md
+}
+
+fn large_sections(md: &mut String, r: &Results) {
+    if !r.size_curve.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Confirm time against object size (async confirm request to COMPLETED, one worker)\n"
+        );
+        let _ = writeln!(
+            md,
+            "| Object | Confirms each | Simple | Hash-verified | Simple / hash-verified |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for p in &r.size_curve {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} ms | {:.1} ms | {:.1} |",
+                bytes_u64(p.size_bytes),
+                p.confirms_each,
+                p.simple_seconds * 1e3,
+                p.verified_seconds * 1e3,
+                p.simple_seconds / p.verified_seconds
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nA simple confirmation reads and hashes the object; a hash-verified one takes the SHA-256 the store checked at PUT and reads no byte. Both copy the verified version to the confirmed key (server side)."
+        );
+    }
+    for m in &r.multipart_files {
+        let _ = writeln!(
+            md,
+            "\n## Multipart file ({}, {} parts of {}); {}\n",
+            bytes_u64(m.size_bytes),
+            m.part_count,
+            bytes_u64(m.part_size_bytes),
+            m.placement
+        );
+        let _ = writeln!(md, "| Measure | MB/s | Worker as a ratio |");
+        let _ = writeln!(md, "|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| Worker: confirm to COMPLETED (list parts, complete, ranged GETs into one SHA-256, commit) | {:.0} | |",
+            m.worker_mb_per_s
+        );
+        let _ = writeln!(
+            md,
+            "| Store's ranged GETs, 8 MiB, 4 at once, read and discarded | {:.0} | {:.2} |",
+            m.ranged_get_mb_per_s,
+            m.worker_mb_per_s / m.ranged_get_mb_per_s
+        );
+        let _ = writeln!(
+            md,
+            "| The worker's SHA-256 code on bytes in memory, one thread | {:.0} | {:.2} |",
+            m.sha256_in_memory_mb_per_s,
+            m.worker_mb_per_s / m.sha256_in_memory_mb_per_s
+        );
+        let _ = writeln!(
+            md,
+            "\nParts PUT from this process, 4 at a time: {:.1} s. Worker peak RSS (VmHWM of a fresh worker process): {:.1} MiB. Digest equal to the bytes': {}.",
+            m.upload_seconds,
+            m.worker_peak_rss_mib,
+            if m.digest_matches { "yes" } else { "no" }
+        );
+    }
 }
 
 /// Where the CPU went, per operation, and what that allows on this machine.

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -18,6 +17,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use super::ceilings;
+use super::large;
 use super::procs::{self, CpuSnapshot, Proc};
 use super::report::{self, Drain, LargeFile, Latency, Results};
 use super::{percentile, Client};
@@ -65,6 +65,19 @@ pub struct SuiteArgs {
     /// Worker processes draining each backlog, one backlog per entry.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
     pub drain_workers: Vec<usize>,
+    /// Also drain a backlog of hash-verified uploads with one worker process.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub verified_drain: bool,
+    /// Object sizes confirmed simple and hash-verified, for confirm time against size.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u64 << 20, 16 << 20, 256 << 20, 1 << 30, 4 << 30])]
+    pub curve_sizes: Vec<u64>,
+    /// Size of the object uploaded in parts and hashed by a worker (0 skips it).
+    #[arg(long, default_value_t = 8 << 30)]
+    pub multipart_size: u64,
+    /// The store's process: given, the multipart phase runs a second time with the store
+    /// pinned to CPU 0 and the worker to CPU 1.
+    #[arg(long)]
+    pub store_pid: Option<u32>,
     /// WORKER_CONCURRENCY of every worker started (the service's default unless set).
     #[arg(long)]
     pub worker_concurrency: Option<u16>,
@@ -75,32 +88,64 @@ const CLIENTS: usize = 32;
 
 impl Client {
     /// Creates `count` uploads (100 per request) and PUTs distinct random content of `size`
-    /// bytes to each; returns their ids in order.
-    async fn stage(&self, bucket: &str, count: usize, size: usize) -> anyhow::Result<Vec<String>> {
+    /// bytes to each; returns their ids in order. `verified` uploads declare their SHA-256
+    /// with `enforce_file_hash`, and are PUT with the headers that signs.
+    async fn stage(
+        &self,
+        bucket: &str,
+        count: usize,
+        size: usize,
+        verified: bool,
+    ) -> anyhow::Result<Vec<String>> {
         let mut base = vec![0u8; size];
         rand::rngs::StdRng::from_entropy().fill_bytes(&mut base);
-        let base = Arc::new(base);
-        let created: Vec<Vec<(String, String)>> = futures::stream::iter((0..count).step_by(100))
+        // Distinct content, so that no upload is a duplicate of another.
+        let body_of = |i: usize| {
+            let mut body = base.clone();
+            let stamp = (i as u64).to_le_bytes();
+            body[..stamp.len().min(size)].copy_from_slice(&stamp[..stamp.len().min(size)]);
+            body
+        };
+        let body_of = &body_of;
+        let created: Vec<Vec<serde_json::Value>> = futures::stream::iter((0..count).step_by(100))
             .map(|first| {
                 let n = (count - first).min(100);
-                self.create_batch(bucket, (first..first + n).map(|i| format!("f{i}.bin")))
+                let items = (first..first + n)
+                    .map(|i| {
+                        let mut item = json!({"filename": format!("f{i}.bin"),
+                                "content_type": super::OCTETS});
+                        if verified {
+                            item["file_hash"] = json!(hex::encode(
+                                <sha2::Sha256 as sha2::Digest>::digest(body_of(i))
+                            ));
+                            item["enforce_file_hash"] = json!(true);
+                        }
+                        item
+                    })
+                    .collect();
+                self.create_batch_items(bucket, items)
             })
             .buffered(4)
             .try_collect()
             .await?;
-        let created: Vec<(String, String)> = created.into_iter().flatten().collect();
+        let created: Vec<serde_json::Value> = created.into_iter().flatten().collect();
         futures::stream::iter(created.iter().enumerate())
-            .map(|(i, (_, url))| {
-                let mut body = base.as_ref().clone();
-                // Distinct content, so that no upload is a duplicate of another.
-                let stamp = (i as u64).to_le_bytes();
-                body[..stamp.len().min(size)].copy_from_slice(&stamp[..stamp.len().min(size)]);
-                self.put(url, Bytes::from(body))
+            .map(|(i, upload)| async move {
+                let url = upload["presigned_url"].as_str().context("presigned_url")?;
+                let mut put = self.http.put(url).body(Bytes::from(body_of(i)));
+                for (name, value) in upload["upload_headers"].as_object().into_iter().flatten() {
+                    put = put.header(name, value.as_str().unwrap_or_default());
+                }
+                put.send().await?.error_for_status()?;
+                anyhow::Ok(())
             })
             .buffer_unordered(16)
             .try_collect::<()>()
             .await?;
-        Ok(created.into_iter().map(|(id, _)| id).collect())
+        created
+            .iter()
+            .map(|u| Ok(u["upload_id"].as_str().context("upload_id")?.to_owned()))
+            .collect()
     }
 
     /// Confirms each upload, `clients` at once; each answer must have `status`. Returns the
@@ -132,20 +177,20 @@ impl Client {
 }
 
 /// What every process of the run shares.
-struct Run {
+pub(super) struct Run {
     /// The large object's size, and where its local copy goes.
     large_size: usize,
     work: PathBuf,
     env: Vec<(String, String)>,
     http: reqwest::Client,
-    logs: PathBuf,
-    pool: PgPool,
+    pub(super) logs: PathBuf,
+    pub(super) pool: PgPool,
     namespace_id: String,
     workers_started: usize,
 }
 
 impl Run {
-    async fn worker(&mut self) -> anyhow::Result<Proc> {
+    pub(super) async fn worker(&mut self) -> anyhow::Result<Proc> {
         self.workers_started += 1;
         let name = format!("worker-{}", self.workers_started);
         let mut proc =
@@ -279,7 +324,7 @@ async fn quiesce(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn say(what: impl AsRef<str>) {
+pub(super) fn say(what: impl AsRef<str>) {
     static BEGAN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let began = BEGAN.get_or_init(Instant::now);
     eprintln!(
@@ -330,8 +375,17 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     for bucket in ["warm", "sync1", "sync32", "large"] {
         run.bucket(bucket).await?;
     }
-    for round in 1..=args.drain_workers.len() {
+    // Each entry of --drain-workers drains a backlog of simple uploads; then one worker
+    // drains a backlog of hash-verified ones, to compare with the first.
+    let mut rounds: Vec<(usize, bool)> = args.drain_workers.iter().map(|&w| (w, false)).collect();
+    if args.verified_drain {
+        rounds.push((1, true));
+    }
+    for round in 1..=rounds.len() {
         run.bucket(&format!("async{round}")).await?;
+    }
+    for bucket in ["curve", "multipart"] {
+        run.bucket(bucket).await?;
     }
 
     let api_addr = procs::free_addr()?;
@@ -352,9 +406,13 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         "staging {} + {} objects of {sync} bytes for sync confirms",
         args.sync_sequential, args.sync_concurrent
     ));
-    let warm = client.stage("warm", 64, sync).await?;
-    let seq = client.stage("sync1", args.sync_sequential, sync).await?;
-    let conc = client.stage("sync32", args.sync_concurrent, sync).await?;
+    let warm = client.stage("warm", 64, sync, false).await?;
+    let seq = client
+        .stage("sync1", args.sync_sequential, sync, false)
+        .await?;
+    let conc = client
+        .stage("sync32", args.sync_concurrent, sync, false)
+        .await?;
     let worker = run.worker().await?;
     client
         .confirm_all("warm", &warm, 8, false, "COMPLETED")
@@ -384,14 +442,16 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let mut api_cpu = 0.0;
     let mut api_requests = 0usize;
     let mut api_wall = Duration::ZERO;
-    for (round, &workers) in args.drain_workers.iter().enumerate() {
+    for (round, &(workers, verified)) in rounds.iter().enumerate() {
         let bucket = format!("async{}", round + 1);
         say(format!(
-            "staging a backlog of {} objects of {} bytes",
-            args.backlog, args.backlog_size
+            "staging a backlog of {} {}objects of {} bytes",
+            args.backlog,
+            if verified { "hash-verified " } else { "" },
+            args.backlog_size
         ));
         let ids = client
-            .stage(&bucket, args.backlog, args.backlog_size)
+            .stage(&bucket, args.backlog, args.backlog_size, verified)
             .await?;
         say("async confirms with no worker running");
         let cpu_before = api.cpu_ms()?;
@@ -424,6 +484,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
         let drain = Drain {
             workers,
+            hash_verified: verified,
             count: ids.len(),
             size_bytes: args.backlog_size,
             seconds: took.as_secs_f64(),
@@ -488,6 +549,33 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let large = large_file(&mut run, &client, &blob).await?;
     say(format!("  {large:?}"));
 
+    say("confirm time against size, simple and hash-verified");
+    let curve = large::size_curve(&mut run, &client, &blob, "curve", &args.curve_sizes).await?;
+    let mut multipart = Vec::new();
+    if args.multipart_size > 0 {
+        let mut placements = vec![large::Placement::Shared];
+        if let Some(store_pid) = args.store_pid {
+            placements.push(large::Placement::Split { store_pid });
+        }
+        for placement in placements {
+            say(format!(
+                "multipart upload of {} bytes, {placement:?}",
+                args.multipart_size
+            ));
+            let figures = large::multipart_file(
+                &mut run,
+                &client,
+                &blob,
+                "multipart",
+                args.multipart_size,
+                placement,
+            )
+            .await?;
+            say(format!("  {figures:?}"));
+            multipart.push(figures);
+        }
+    }
+
     api.stop(Duration::from_secs(30)).await?;
     crate::queue::delete_topology(&args.queue.amqp_url, &prefix)
         .await
@@ -509,6 +597,8 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             cpu_ms_per_op,
         },
         large,
+        curve,
+        multipart,
         started.elapsed(),
     );
     let json_path = args.out.join("results.json");
