@@ -375,12 +375,15 @@ impl Pipeline {
     ) -> Result<Option<&'static str>, StepError> {
         // Steps 1–3: the object exists, with the ETag and size the client gave; then the
         // verified version is copied where no presigned URL can overwrite it, and what is
-        // hashed and recorded is that copy.
-        // An upload in parts is assembled at the confirmed key instead: there is nothing to copy.
+        // hashed and recorded is that copy. An upload in parts is assembled at the confirmed
+        // key instead, and a hash-verified one stays where it is: nothing to copy.
         let keys = UploadKeys::of(&upload.s3_key);
-        let head = match &upload.multipart_upload_id {
-            Some(multipart_id) => self.assemble(upload, multipart_id, &keys, options).await?,
-            None => self.verify_and_copy(&keys, options).await?,
+        let (head, object_key) = match &upload.multipart_upload_id {
+            Some(multipart_id) => (
+                self.assemble(upload, multipart_id, &keys, options).await?,
+                keys.confirmed.clone(),
+            ),
+            None => self.verify_and_keep(&keys, upload, options).await?,
         };
         // A full-object SHA-256 that S3 checked when the bytes were PUT holds for the copy,
         // made of the same version (same ETag): then no bytes are read.
@@ -394,7 +397,7 @@ impl Pipeline {
         let (copied, body) = match (self.hash_policy, &checked_sha256) {
             (HashPolicy::Etag, _) | (HashPolicy::Sha256, Some(_)) => (head.clone(), None),
             (HashPolicy::Sha256, None) => {
-                let object = self.blob.open(&keys.confirmed).await?;
+                let object = self.blob.open(&object_key).await?;
                 if object.head.size != head.size {
                     return Err(StepError::Transient(format!(
                         "the copy of {} has {} bytes, not the {} verified",
@@ -441,7 +444,7 @@ impl Pipeline {
             content_hash: content_hash.as_str().to_owned(),
             size,
             etag: unquote_etag(&head.etag).to_owned(),
-            s3_key: keys.confirmed.clone(),
+            s3_key: object_key.clone(),
         };
         // A batch submission or a quota is decided per confirmation; the rest go in groups.
         let grouped = if options.auto_submit_batch || namespace.storage_quota_bytes.is_some() {
@@ -469,7 +472,10 @@ impl Pipeline {
                 .await?
             }
         };
-        if matches!(finished, Finish::Completed(_)) && upload.multipart_upload_id.is_none() {
+        if matches!(finished, Finish::Completed(_))
+            && object_key != keys.staging
+            && upload.multipart_upload_id.is_none()
+        {
             // The URL's object is no longer needed; a left-over one wastes space, nothing more.
             if let Err(err) = self.blob.delete(&keys.staging).await {
                 tracing::warn!(key = %keys.staging, error = %err, "could not delete a confirmed upload's staging object");
@@ -500,29 +506,41 @@ impl Pipeline {
     }
 
     /// Checks the staging object against what the client gave, and copies exactly that
-    /// version to the confirmed key; answers the verified object's head. A run that finds
-    /// the staging object gone carries on from a confirmed copy that an earlier run made
-    /// (only a verified version is ever copied there).
-    async fn verify_and_copy(
+    /// version to the confirmed key; answers the verified object's head and key. A run that
+    /// finds the staging object gone carries on from a confirmed copy that an earlier run
+    /// made (only a verified version is ever copied there).
+    ///
+    /// A hash-verified upload whose object has the declared SHA-256, checked by the store,
+    /// is not copied: its URL signs that digest, so whatever is PUT through it again is the
+    /// same bytes, and the object can stay where it is. Confirm then costs a HEAD, whatever
+    /// the size; a store that does not answer the checksum gets the copy.
+    async fn verify_and_keep(
         &self,
         keys: &UploadKeys,
+        upload: &UploadRow,
         options: &ConfirmOptions,
-    ) -> Result<ObjectHead, StepError> {
+    ) -> Result<(ObjectHead, String), StepError> {
         let head = match self.blob.head(&keys.staging).await {
             Ok(head) => head,
             Err(BlobError::NotFound) => {
                 let head = self.blob.head(&keys.confirmed).await?;
                 check_head(&head, options)?;
                 tracing::info!(key = %keys.confirmed, "staging object gone; confirming the copy made before");
-                return Ok(head);
+                return Ok((head, keys.confirmed.clone()));
             }
             Err(err) => return Err(err.into()),
         };
         check_head(&head, options)?;
+        let sealed = upload.enforce_file_hash
+            && upload.file_hash.is_some()
+            && head.sha256_hex.as_deref() == upload.file_hash.as_deref();
+        if sealed {
+            return Ok((head, keys.staging.clone()));
+        }
         self.blob
             .copy_if_match(&keys.staging, &keys.confirmed, &head.etag)
             .await?;
-        Ok(head)
+        Ok((head, keys.confirmed.clone()))
     }
 
     /// Completes an upload in parts: every part of the plan must be in the store, of the

@@ -106,6 +106,22 @@ async fn a_hash_verified_confirm_reads_no_bytes_and_answers_the_declared_hash() 
         "{object}"
     );
 
+    // Nothing was copied: the URL can only write these same bytes again, so the object
+    // stays where it was PUT. Other bytes through the URL are still refused after confirm.
+    let upload = app.get_upload(&bucket, id).await;
+    let key = str_field(&upload, "s3_key").to_owned();
+    assert!(!key.starts_with("confirmed/"), "{upload}");
+    assert!(
+        app.blob().head(&format!("confirmed/{key}")).await.is_err(),
+        "no confirmed copy"
+    );
+    let (status, text) = put_with_headers(&app, &created, &random_bytes(300_000)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    let (status, text) = put_with_headers(&app, &created, &bytes).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let kept = app.blob().sha256(&key, &mut |_| {}).await.unwrap();
+    assert_eq!(kept.sha256_hex, hash);
+
     // The control: an upload that declared nothing is read and hashed, and the counter moves.
     let plain = random_bytes(70_000);
     let plain_id = app.upload_bin(&bucket, "p.bin", &plain).await;
