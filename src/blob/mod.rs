@@ -442,7 +442,7 @@ impl Default for RangedRead {
     fn default() -> Self {
         RangedRead {
             from: 32 << 20,
-            range: 8 << 20,
+            range: 4 << 20,
             in_flight: 4,
         }
     }
@@ -577,7 +577,7 @@ fn object_head(
 const HASH_ON_A_THREAD_FROM: u64 = 8 << 20;
 /// Batches received and not hashed yet, at most: with the ranges in flight, what bounds a
 /// large object's memory. A batch is a range, or about [`BATCH_BYTES`] of a streamed body.
-const BATCHES_AHEAD: usize = 2;
+const BATCHES_AHEAD: usize = 1;
 /// Chunks of a streamed body go to the hashing thread in batches of about this many bytes:
 /// one hand-over per chunk (tens of KiB) would cost a wake-up of the thread each.
 const BATCH_BYTES: usize = 1 << 20;
