@@ -442,7 +442,7 @@ impl Default for RangedRead {
     fn default() -> Self {
         RangedRead {
             from: 32 << 20,
-            range: 4 << 20,
+            range: 8 << 20,
             in_flight: 4,
         }
     }
