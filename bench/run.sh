@@ -21,7 +21,9 @@ set -a
 # shellcheck disable=SC1090
 eval "$(bash bench/garage.sh "$work/garage" "$port")"
 set +a
-trap 'kill "$(cat "$work/garage/pid")" 2> /dev/null || true' EXIT
+# The run stores tens of GB (the large objects, the multipart file twice): they go with the
+# store; its log stays.
+trap 'kill "$(cat "$work/garage/pid")" 2> /dev/null || true; sleep 1; rm -rf "$work/garage/data" "$work/garage/meta"' EXIT
 
 export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upconfirm_bench}
 psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${DATABASE_URL##*/}" > /dev/null
