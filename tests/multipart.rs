@@ -317,6 +317,14 @@ async fn the_sweep_aborts_expired_and_orphaned_multipart_uploads_and_spares_live
         app.get_upload(&bucket, &expired_id).await["status"],
         "FAILED"
     );
+    // Its parts are gone: no URL is signed for it any more.
+    let (status, body) = send(
+        app.post(&parts_path(&bucket, &expired_id))
+            .json(&json!({"part_numbers": [1]})),
+    )
+    .await;
+    assert_error(status, &body, 400, "BadRequestError");
+    assert_eq!(body["error"]["details"]["reason"], "expired", "{body}");
 
     // Younger than the grace: left alone, whoever owns it.
     let spared = upconfirm::sweep::abort_orphans(&app.pool, app.blob(), Duration::from_secs(3600))

@@ -118,6 +118,14 @@ fn refused_status(upload: &UploadRow, what: &str) -> ApiError {
     }
 }
 
+/// An upload the sweep expired: its parts were dropped with its multipart upload.
+fn expired(upload: &UploadRow) -> ApiError {
+    ApiError::BadRequest {
+        message: "this upload expired before it was confirmed, and its parts were dropped; create a new upload".into(),
+        details: serde_json::json!({ "status": upload.status, "reason": "expired" }),
+    }
+}
+
 fn store_unavailable(err: &BlobError) -> ApiError {
     tracing::warn!(error = %err, "the store did not answer a parts request");
     ApiError::Unavailable("the object store did not answer; retry".into())
@@ -205,6 +213,9 @@ pub async fn sign(
     if !matches!(upload.status.as_str(), "PENDING" | "FAILED") {
         return Err(refused_status(&upload, "takes no more parts"));
     }
+    if upload.error.as_deref() == Some(rows::EXPIRED_ERROR) {
+        return Err(expired(&upload));
+    }
     let wanted = parts_to_sign(&plan, &body)?;
     let expiration = body.expiration.unwrap_or(3600);
     if !(60..=86_400).contains(&expiration) {
@@ -216,9 +227,16 @@ pub async fn sign(
     }
     let now = Utc::now();
     let urls_expire_at = now + chrono::Duration::seconds(expiration);
-    let expires_at = rows::extend_expiry(&state.pool, &upload.id, urls_expire_at)
-        .await?
-        .ok_or_else(|| refused_status(&upload, "takes no more parts"))?;
+    // Expired meanwhile, or confirmed or canceled: the row says which.
+    let Some(expires_at) = rows::extend_expiry(&state.pool, &upload.id, urls_expire_at).await?
+    else {
+        let now = uploads::resolve(&state, &bucket, &upload.id).await?;
+        return Err(if now.error.as_deref() == Some(rows::EXPIRED_ERROR) {
+            expired(&now)
+        } else {
+            refused_status(&now, "takes no more parts")
+        });
+    };
     let key = UploadKeys::of(&upload.s3_key).confirmed;
     let mut parts = Vec::with_capacity(wanted.len());
     for (number, sha256) in wanted {

@@ -259,7 +259,8 @@ pub async fn multipart_owned(
 
 /// Moves a multipart upload's expiry to `until` when that is later, so that parts signed
 /// to be uploaded until then are not swept before. Answers the expiry it has now, or
-/// `None` when the upload no longer awaits parts (not `PENDING` or `FAILED`).
+/// `None` when the upload no longer awaits parts: not `PENDING` or `FAILED`, or failed
+/// because it expired (the sweep dropped its parts).
 pub async fn extend_expiry(
     pool: &PgPool,
     upload_id: &str,
@@ -267,11 +268,13 @@ pub async fn extend_expiry(
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar(
         "UPDATE uploads SET expires_at = greatest(expires_at, $2), updated_at = now()
-         WHERE id = $1 AND status IN ('PENDING', 'FAILED')
+         WHERE id = $1
+           AND (status = 'PENDING' OR (status = 'FAILED' AND error IS DISTINCT FROM $3))
          RETURNING expires_at",
     )
     .bind(upload_id)
     .bind(until)
+    .bind(EXPIRED_ERROR)
     .fetch_optional(pool)
     .await
 }
