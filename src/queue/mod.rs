@@ -75,10 +75,48 @@ pub fn connection_name(role: &str, topology: &Topology) -> String {
     format!("upconfirm-{role} {}", topology.prefix)
 }
 
-/// Opens a connection with a name operators can recognise in the management UI.
+/// The heartbeat asked of the broker unless the URL names one (`?heartbeat=N`, 0 for
+/// none): a connection cut off without a reset is noticed after about two of them. With
+/// the broker's own 60 s, a cut-off worker went on looking ready, and held the jobs the
+/// broker had pushed to it, for two minutes.
+pub const DEFAULT_HEARTBEAT_SECONDS: u16 = 5;
+/// The longest a connection may take to open unless the URL names it
+/// (`?connection_timeout=ms`): an attempt into a network that drops packets otherwise
+/// waits out the kernel's SYN retries, over two minutes.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The broker URL with [`DEFAULT_HEARTBEAT_SECONDS`] and [`DEFAULT_CONNECT_TIMEOUT`] where
+/// it names neither.
+pub fn uri_with_defaults(url: &str) -> Result<lapin::uri::AMQPUri, String> {
+    let mut uri: lapin::uri::AMQPUri = url.parse()?;
+    uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECONDS);
+    uri.query
+        .connection_timeout
+        .get_or_insert(u64::try_from(DEFAULT_CONNECT_TIMEOUT.as_millis()).unwrap_or(u64::MAX));
+    Ok(uri)
+}
+
+/// Opens a connection with a name operators can recognise in the management UI, giving
+/// up after the connection timeout.
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+    let uri = uri_with_defaults(url).map_err(|e| {
+        lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("invalid AMQP URL: {e}"),
+        ))
+    })?;
+    let limit = Duration::from_millis(uri.query.connection_timeout.unwrap_or(5_000));
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, props).await
+    match tokio::time::timeout(limit, Connection::connect_uri(uri, props)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no connection to the broker within {} ms",
+                limit.as_millis()
+            ),
+        ))),
+    }
 }
 
 /// Declares the queues and exchanges (idempotent; every component does it at start).
@@ -287,5 +325,54 @@ impl Publisher {
         } else {
             Err(QueueError::Nacked)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_url_gets_the_defaults_it_does_not_name() {
+        let uri = uri_with_defaults("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(uri.query.heartbeat, Some(DEFAULT_HEARTBEAT_SECONDS));
+        assert_eq!(uri.query.connection_timeout, Some(5_000));
+        let uri =
+            uri_with_defaults("amqp://127.0.0.1:5672/%2f?heartbeat=30&connection_timeout=1500")
+                .unwrap();
+        assert_eq!(uri.query.heartbeat, Some(30));
+        assert_eq!(uri.query.connection_timeout, Some(1_500));
+        let uri = uri_with_defaults("amqp://127.0.0.1/%2f?heartbeat=0").unwrap();
+        assert_eq!(uri.query.heartbeat, Some(0), "0 turns heartbeats off");
+        assert!(uri_with_defaults("http://127.0.0.1/").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_connection_into_silence_gives_up_after_its_timeout() {
+        // A peer that takes the TCP connection and never says a word, as a broker behind a
+        // link that drops packets looks once the handshake got through.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
+        let started = Instant::now();
+        let result = connect(
+            &format!("amqp://guest:guest@{addr}/%2f?connection_timeout=1000"),
+            "upconfirm-test",
+        )
+        .await;
+        let took = started.elapsed();
+        holder.abort();
+        assert!(result.is_err());
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "gave up after {took:?}"
+        );
     }
 }
