@@ -236,6 +236,11 @@ async fn a_long_job_is_held_by_a_lease_not_by_the_broker_and_outlives_its_worker
             .unwrap()
     })
     .await;
+    // The worker settles the message once the lease is recorded: the acknowledgement leaves
+    // just after the row shows the lease, and a kill in between would return the message
+    // (as it must, the job being unsettled). Give it that moment; hashing 192 MiB takes
+    // seconds in this build.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     worker.kill().await;
     let (status, _, _) = app.task_row(&task_id).await;
     assert_eq!(status, "IN_PROGRESS", "the worker died while hashing");
