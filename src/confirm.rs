@@ -13,8 +13,8 @@ use crate::api::uploads::check_quota;
 use crate::blob::{BlobError, BlobStore, ObjectHead, OpenObject, StoredPart};
 use crate::config::HashPolicy;
 use crate::domain::{
-    etags_match, number_runs, unquote_etag, ContentHash, PartPlan, PartsCheck, TaskStatus,
-    UploadKeys, UploadStatus,
+    etags_match, number_runs, unquote_etag, ContentHash, PartsCheck, TaskStatus, UploadKeys,
+    UploadStatus,
 };
 use crate::grouping::{GroupError, Grouper};
 use crate::queue::ConfirmJob;
@@ -554,17 +554,10 @@ impl Pipeline {
         keys: &UploadKeys,
         options: &ConfirmOptions,
     ) -> Result<ObjectHead, StepError> {
-        let plan = match (
-            upload.file_size_bytes,
-            upload.part_size_bytes,
-            upload.part_count,
-        ) {
-            (Some(size), Some(part_size), Some(count)) => PartPlan::stored(size, part_size, count),
-            _ => {
-                return Err(StepError::Permanent(ApiError::bad_request(
-                    "the upload's part plan is incomplete",
-                )))
-            }
+        let Some(plan) = upload.part_plan() else {
+            return Err(StepError::Permanent(ApiError::bad_request(
+                "the upload's part plan is incomplete",
+            )));
         };
         match self.blob.list_parts(&keys.confirmed, multipart_id).await {
             Ok(stored) => {

@@ -96,15 +96,8 @@ pub struct UploadedParts {
 
 /// The upload's plan, if it is a multipart upload.
 fn plan_of(upload: &UploadRow) -> Result<(PartPlan, &str), ApiError> {
-    match (
-        upload.multipart_upload_id.as_deref(),
-        upload.part_size_bytes,
-        upload.part_count,
-        upload.file_size_bytes,
-    ) {
-        (Some(id), Some(part_size), Some(count), Some(size)) => {
-            Ok((PartPlan::stored(size, part_size, count), id))
-        }
+    match (upload.part_plan(), upload.multipart_upload_id.as_deref()) {
+        (Some(plan), Some(id)) => Ok((plan, id)),
         _ => Err(ApiError::bad_request(
             "this upload is not in parts: PUT the file to the presigned_url it was created with",
         )),
@@ -307,7 +300,7 @@ pub async fn list(
             part_number: p.number,
             etag: p.etag,
             size_bytes: p.size,
-            sha256: p.sha256_base64.as_deref().and_then(base64_to_hex),
+            sha256: p.sha256_hex,
             last_modified: p.last_modified.map(DateTime::<Utc>::from),
         })
         .collect();
@@ -320,15 +313,6 @@ pub async fn list(
         missing,
         bytes_uploaded,
     }))
-}
-
-fn base64_to_hex(b64: &str) -> Option<String> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .ok()
-        .filter(|raw| raw.len() == 32)
-        .map(hex::encode)
 }
 
 #[cfg(test)]

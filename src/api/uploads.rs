@@ -104,13 +104,10 @@ pub struct MultipartPlan {
 
 impl MultipartPlan {
     pub fn of(u: &UploadRow) -> Option<MultipartPlan> {
-        match (u.part_size_bytes, u.part_count) {
-            (Some(part_size_bytes), Some(part_count)) => Some(MultipartPlan {
-                part_size_bytes,
-                part_count,
-            }),
-            _ => None,
-        }
+        u.part_plan().map(|p| MultipartPlan {
+            part_size_bytes: p.part_size_bytes,
+            part_count: p.part_count,
+        })
     }
 }
 
@@ -589,9 +586,8 @@ fn created_answer(upload: &UploadRow, access: Access) -> UploadResponse {
         Access::Put(put) => put,
         Access::Parts => {
             let mut answer = UploadResponse::new(upload, None);
-            if let (Some(plan), Some(size)) = (answer.multipart, upload.file_size_bytes) {
-                let last = PartPlan::stored(size, plan.part_size_bytes, plan.part_count)
-                    .part_len(plan.part_count);
+            if let Some(plan) = upload.part_plan() {
+                let last = plan.part_len(plan.part_count);
                 answer.message = Some(format!(
                     "Upload {} parts of {} bytes (the last of {last}): get their URLs from POST /v1/buckets/{}/uploads/{}/parts, PUT each before {}, then confirm",
                     plan.part_count,

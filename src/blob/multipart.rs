@@ -8,7 +8,9 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{failure, presigning, BlobError, BlobStore, PresignedPut, COPY_TIMEOUT};
+use super::{
+    failure, full_object_sha256_hex, presigning, BlobError, BlobStore, PresignedPut, COPY_TIMEOUT,
+};
 
 /// A part the store holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +19,8 @@ pub struct StoredPart {
     /// Without surrounding double quotes.
     pub etag: String,
     pub size: i64,
-    /// The SHA-256 the part was uploaded with (base64), when one was signed.
-    pub sha256_base64: Option<String>,
+    /// The SHA-256 the part was uploaded with (hex), when one was signed.
+    pub sha256_hex: Option<String>,
     pub last_modified: Option<SystemTime>,
 }
 
@@ -120,7 +122,7 @@ impl BlobStore {
                         .trim_matches('"')
                         .to_owned(),
                     size,
-                    sha256_base64: part.checksum_sha256().map(str::to_owned),
+                    sha256_hex: part.checksum_sha256().and_then(full_object_sha256_hex),
                     last_modified: part
                         .last_modified()
                         .and_then(|t| SystemTime::try_from(*t).ok()),

@@ -109,3 +109,15 @@ pub struct ObjectRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+impl UploadRow {
+    /// How a multipart upload is cut; `None` for a single-request upload.
+    pub fn part_plan(&self) -> Option<crate::domain::PartPlan> {
+        match (self.file_size_bytes, self.part_size_bytes, self.part_count) {
+            (Some(size), Some(part_size), Some(count)) => {
+                Some(crate::domain::PartPlan::stored(size, part_size, count))
+            }
+            _ => None,
+        }
+    }
+}
