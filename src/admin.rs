@@ -5,6 +5,7 @@ use sqlx::PgPool;
 
 use crate::api::key_hash;
 use crate::domain::{new_api_key, new_id, IdKind};
+use crate::store::rate_limits::{self, Limit};
 use crate::store::tenancy;
 
 pub async fn create_organization(pool: &PgPool, name: &str) -> anyhow::Result<String> {
@@ -51,6 +52,23 @@ pub async fn set_namespace_limits(
     if !tenancy::set_namespace_limits(pool, ns_id, max_file_size_bytes, storage_quota_bytes).await?
     {
         bail!("no namespace {ns_id}");
+    }
+    Ok(())
+}
+
+/// Gives the organization its own request rate limit (0 in either: none), or with `None`
+/// puts it back on the service default.
+pub async fn set_rate_limit(
+    pool: &PgPool,
+    org_id: &str,
+    limit: Option<Limit>,
+) -> anyhow::Result<()> {
+    if let Some(limit) = limit {
+        rate_limits::check_rate(limit.per_second).map_err(anyhow::Error::msg)?;
+        rate_limits::check_burst(limit.burst).map_err(anyhow::Error::msg)?;
+    }
+    if !rate_limits::set(pool, org_id, limit).await? {
+        bail!("no organization {org_id}");
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use crate::config::{Config, DatabaseConfig, DevConfig, QueueConfig};
 use crate::queue::Topology;
 use crate::startup::{self, Components};
 use crate::store::dead_letters;
+use crate::store::rate_limits::Limit;
 use crate::{admin, dead_letter, dev, store};
 
 #[derive(Debug, Parser)]
@@ -115,6 +116,22 @@ pub enum AdminAction {
         #[arg(long)]
         storage_quota_bytes: Option<i64>,
     },
+    /// Set an organization's request rate limit, which every API replica shares, or put it
+    /// back on the service default (RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST).
+    #[command(group(clap::ArgGroup::new("limit").required(true).args(["per_second", "default"])))]
+    SetRateLimit {
+        #[arg(long)]
+        org: String,
+        /// Requests a second, averaged (0: no limit).
+        #[arg(long, requires = "burst", allow_negative_numbers = true)]
+        per_second: Option<f64>,
+        /// Requests at once before the rate applies (0: no limit; else at least 1).
+        #[arg(long, requires = "per_second", allow_negative_numbers = true)]
+        burst: Option<f64>,
+        /// Back to the service default.
+        #[arg(long, conflicts_with_all = ["per_second", "burst"])]
+        default: bool,
+    },
     /// The dead-letter queue: list, replay.
     #[command(subcommand)]
     Dlq(DlqAction),
@@ -208,6 +225,25 @@ async fn run_admin(pool: &sqlx::PgPool, action: AdminAction) -> anyhow::Result<(
                 .await?;
             println!("limits set");
         }
+        AdminAction::SetRateLimit {
+            org,
+            per_second,
+            burst,
+            default: _,
+        } => {
+            let limit = per_second
+                .zip(burst)
+                .map(|(per_second, burst)| Limit { per_second, burst });
+            admin::set_rate_limit(pool, &org, limit).await?;
+            match limit {
+                Some(l) if l.is_unlimited() => println!("rate limit set: none"),
+                Some(l) => println!(
+                    "rate limit set: {} a second, {} at once",
+                    l.per_second, l.burst
+                ),
+                None => println!("rate limit set: the service default"),
+            }
+        }
         AdminAction::Dlq(_) => unreachable!("handled by run_dlq"),
     }
     Ok(())
@@ -300,5 +336,51 @@ mod tests {
         assert_eq!(config.worker.worker_concurrency, 3);
         assert_eq!(config.queue.queue_prefix, "p");
         assert!(Cli::try_parse_from(["upconfirm", "worker", "--worker-concurrency", "x"]).is_err());
+    }
+
+    #[test]
+    fn rate_limit_flags_go_together() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["upconfirm", "admin", "set-rate-limit", "--org", "org_a"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+        };
+        let Ok(Cli {
+            command:
+                Command::Admin {
+                    action:
+                        AdminAction::SetRateLimit {
+                            per_second, burst, ..
+                        },
+                    ..
+                },
+        }) = parse(&["--per-second", "1.5", "--burst", "3"])
+        else {
+            panic!("parsed");
+        };
+        assert_eq!((per_second, burst), (Some(1.5), Some(3.0)));
+        assert!(parse(&["--default"]).is_ok());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--per-second", "1"]).is_err());
+        assert!(parse(&["--burst", "1"]).is_err());
+        assert!(parse(&["--default", "--per-second", "1", "--burst", "2"]).is_err());
+    }
+
+    #[test]
+    fn the_default_rate_limit_comes_from_flags_and_is_checked() {
+        let api = |args: &[&str]| {
+            let mut all = vec!["upconfirm", "api"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Api(config) => config.api.default_rate_limit(),
+                other => panic!("parsed {other:?}"),
+            })
+        };
+        let limit = api(&["--rate-limit-per-second", "5", "--rate-limit-burst", "0"]).unwrap();
+        assert_eq!((limit.per_second, limit.burst), (5.0, 0.0));
+        assert!(limit.is_unlimited());
+        assert!(api(&["--rate-limit-per-second", "-1"]).is_err());
+        assert!(api(&["--rate-limit-burst", "0.5"]).is_err());
+        assert!(api(&["--rate-limit-per-second", "fast"]).is_err());
     }
 }

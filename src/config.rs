@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::store::rate_limits;
+
 /// Where state lives: PostgreSQL.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
@@ -98,12 +100,40 @@ pub struct ApiConfig {
     /// `enforce_file_hash: false`: the store then checks the bytes and confirm reads none.
     #[arg(long, env = "ENFORCE_DECLARED_HASH", default_value_t = false, action = clap::ArgAction::Set)]
     pub enforce_declared_hash: bool,
+
+    /// Requests a second an organization may make, averaged, unless `admin set-rate-limit`
+    /// gave it its own limit; shared by every API replica (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 100.0, value_parser = rate_arg)]
+    pub rate_limit_per_second: f64,
+
+    /// Requests an organization may make at once, above its rate, before it must wait
+    /// (0: no limit; else at least 1).
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200.0, value_parser = burst_arg)]
+    pub rate_limit_burst: f64,
 }
 
 impl ApiConfig {
     pub fn sync_wait(&self) -> Duration {
         Duration::from_millis(self.sync_wait_ms)
     }
+
+    /// The rate limit of an organization without its own.
+    pub fn default_rate_limit(&self) -> rate_limits::Limit {
+        rate_limits::Limit {
+            per_second: self.rate_limit_per_second,
+            burst: self.rate_limit_burst,
+        }
+    }
+}
+
+fn rate_arg(text: &str) -> Result<f64, String> {
+    let value = text.trim().parse::<f64>().map_err(|e| e.to_string())?;
+    rate_limits::check_rate(value)
+}
+
+fn burst_arg(text: &str) -> Result<f64, String> {
+    let value = text.trim().parse::<f64>().map_err(|e| e.to_string())?;
+    rate_limits::check_burst(value)
 }
 
 /// Settings the API and the worker must agree on.
@@ -112,14 +142,24 @@ pub struct ConfirmConfig {
     /// Size from which a confirm goes async without being asked (bytes).
     #[arg(long, env = "ASYNC_THRESHOLD_BYTES", default_value_t = 104_857_600)]
     pub async_threshold_bytes: i64,
+
+    /// Bulk (async and batch) confirmations one namespace may have waiting for the
+    /// dispatcher; past it, new ones get 429. 0 for no cap.
+    #[arg(long, env = "NAMESPACE_BACKLOG_CAP", default_value_t = 1_000_000)]
+    pub namespace_backlog_cap: i64,
 }
 
 /// What a worker needs beyond the shared connections.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
-    /// Jobs one worker process runs at once (and its prefetch).
+    /// Bulk jobs one worker process runs at once (and that lane's prefetch).
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 128)]
     pub worker_concurrency: u16,
+
+    /// Interactive jobs (sync confirms) one worker process runs at once besides, and that
+    /// lane's prefetch: slots of their own, so a waiting client never waits behind bulk.
+    #[arg(long, env = "WORKER_INTERACTIVE_CONCURRENCY", default_value_t = 16)]
+    pub worker_interactive_concurrency: u16,
 
     /// How content hashes are obtained.
     #[arg(long, env = "HASH_POLICY", value_enum, default_value_t = HashPolicy::Sha256)]
@@ -188,6 +228,12 @@ pub struct RelayConfig {
     /// Age an outbox row must reach before the relay takes it over from the API (ms).
     #[arg(long, env = "RELAY_MIN_AGE_MS", default_value_t = 2_000)]
     pub relay_min_age_ms: u64,
+
+    /// Bulk jobs the dispatcher keeps ready in the broker's bulk queue: enough to keep the
+    /// workers busy between rounds, few enough that another namespace's next job waits
+    /// behind no more than this many.
+    #[arg(long, env = "DISPATCH_QUEUE_DEPTH", default_value_t = 256)]
+    pub dispatch_queue_depth: u32,
 }
 
 /// The sweep that fails uploads never confirmed (run by workers).

@@ -10,6 +10,7 @@ pub mod config;
 pub mod confirm;
 pub mod dead_letter;
 pub mod dev;
+pub mod dispatch;
 pub mod domain;
 pub mod grouping;
 pub mod health;

@@ -27,6 +27,19 @@ pub const IN_FLIGHT: &str = "upconfirm_jobs_in_flight";
 pub const HASHED_BYTES: &str = "upconfirm_hashed_bytes_total";
 /// Jobs one grouped database step took together, by `step` (`start`, `complete`).
 pub const GROUP_SIZE: &str = "upconfirm_db_group_size";
+/// Confirmation jobs waiting, by `lane` and `stage` (`waiting`: in the outbox, for the
+/// dispatcher; `queued`: ready in the broker).
+pub const LANE_BACKLOG: &str = "upconfirm_lane_backlog";
+/// Bulk jobs waiting in the outbox for the namespaces with the largest backlogs (at most
+/// ten series), the rest summed as `namespace="other"`.
+pub const NAMESPACE_BACKLOG: &str = "upconfirm_namespace_backlog";
+/// From a confirmation's acceptance to a worker taking its job, by `lane`.
+pub const QUEUE_SECONDS: &str = "upconfirm_job_queue_seconds";
+/// Jobs this worker is running now, by `lane` and `namespace_bucket` (the namespace id
+/// hashed into one of 16 buckets, so the series stay bounded).
+pub const LANE_IN_FLIGHT: &str = "upconfirm_lane_jobs_in_flight";
+/// Requests refused with 429 because their organization's rate limit was spent.
+pub const RATE_LIMITED: &str = "upconfirm_rate_limited_requests_total";
 
 /// Bucket bounds of the latency histograms, in seconds: sync confirms of small files take
 /// milliseconds; jobs of large files take minutes.
@@ -68,6 +81,23 @@ pub fn render() -> String {
 }
 
 fn describe() {
+    describe_gauge!(
+        LANE_BACKLOG,
+        "Confirmation jobs waiting, by lane and stage (waiting in the outbox, queued in the broker)"
+    );
+    describe_gauge!(
+        NAMESPACE_BACKLOG,
+        "Bulk jobs waiting in the outbox, for the ten namespaces with the most, the rest as other"
+    );
+    describe_histogram!(
+        QUEUE_SECONDS,
+        Unit::Seconds,
+        "From a confirmation's acceptance to a worker taking its job, by lane"
+    );
+    describe_gauge!(
+        LANE_IN_FLIGHT,
+        "Jobs this worker is running, by lane and namespace bucket (namespace id hashed into 16)"
+    );
     describe_counter!(
         CONFIRMATIONS,
         "Confirmations that reached an end, by outcome and reason"
@@ -101,22 +131,54 @@ fn describe() {
         GROUP_SIZE,
         "Jobs one grouped database step (start, complete) took in one statement and commit"
     );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused (429) because their organization's rate limit was spent"
+    );
 }
 
 /// Counts a job in flight until dropped, however its run ends.
-pub struct InFlight;
+pub struct InFlight {
+    lane: Option<(&'static str, String)>,
+}
 
 impl InFlight {
     pub fn enter() -> InFlight {
         metrics::gauge!(IN_FLIGHT).increment(1.0);
-        InFlight
+        InFlight { lane: None }
+    }
+
+    /// A job of `lane`, for `namespace` when the job names it.
+    pub fn enter_lane(lane: &'static str, namespace: Option<&str>) -> InFlight {
+        let bucket = namespace.map_or_else(|| "unknown".to_owned(), namespace_bucket);
+        metrics::gauge!(IN_FLIGHT).increment(1.0);
+        metrics::gauge!(LANE_IN_FLIGHT, "lane" => lane, "namespace_bucket" => bucket.clone())
+            .increment(1.0);
+        InFlight {
+            lane: Some((lane, bucket)),
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!(IN_FLIGHT).decrement(1.0);
+        if let Some((lane, bucket)) = self.lane.take() {
+            metrics::gauge!(LANE_IN_FLIGHT, "lane" => lane, "namespace_bucket" => bucket)
+                .decrement(1.0);
+        }
     }
+}
+
+/// Buckets a namespace id falls into for per-namespace series.
+pub const NAMESPACE_BUCKETS: u32 = 16;
+
+/// A namespace's bucket, "00" to "15": FNV-1a of its id, stable across processes and builds.
+pub fn namespace_bucket(namespace_id: &str) -> String {
+    let hash = namespace_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{:02}", hash % NAMESPACE_BUCKETS)
 }
 
 /// `n` confirmations ended: `completed` or `failed`, with why.
@@ -152,5 +214,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(&format!("# HELP {CONFIRMATIONS}")), "{text}");
+    }
+
+    #[test]
+    fn namespace_buckets_are_stable_and_bounded() {
+        assert_eq!(namespace_bucket("ns_a"), namespace_bucket("ns_a"));
+        // FNV-1a of the empty string is its offset basis, 2166136261, which is 5 mod 16.
+        assert_eq!(namespace_bucket(""), "05");
+        let buckets: std::collections::HashSet<String> = (0..1000)
+            .map(|i| namespace_bucket(&format!("ns_{i}")))
+            .collect();
+        assert_eq!(buckets.len(), NAMESPACE_BUCKETS as usize, "{buckets:?}");
     }
 }

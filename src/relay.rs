@@ -6,8 +6,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RelayConfig;
-use crate::queue::Publisher;
-use crate::store::outbox;
+use crate::queue::{Publisher, QueueError};
+use crate::store::outbox::{self, OutboxRow};
 
 /// Rows one sweep takes at most.
 const SWEEP_LIMIT: i64 = 200;
@@ -60,7 +60,22 @@ pub async fn sweep(
     if rows.is_empty() {
         return Ok(0);
     }
-    let publishes = rows.iter().map(|row| async move {
+    let (confirmed, first_error) = publish_rows(publisher, rows.iter()).await;
+    outbox::delete_many(&mut tx, &confirmed).await?;
+    tx.commit().await?;
+    match first_error {
+        Some(e) if confirmed.is_empty() => Err(e.into()),
+        _ => Ok(confirmed.len()),
+    }
+}
+
+/// Publishes the rows side by side, each confirmed by the broker: the ids it confirmed,
+/// and the first failure.
+pub async fn publish_rows(
+    publisher: &Publisher,
+    rows: impl Iterator<Item = &OutboxRow>,
+) -> (Vec<i64>, Option<QueueError>) {
+    let publishes = rows.map(|row| async move {
         let payload = row.payload.to_string();
         publisher
             .publish(
@@ -83,10 +98,5 @@ pub async fn sweep(
             }
         }
     }
-    outbox::delete_many(&mut tx, &confirmed).await?;
-    tx.commit().await?;
-    match first_error {
-        Some(e) if confirmed.is_empty() => Err(e.into()),
-        _ => Ok(confirmed.len()),
-    }
+    (confirmed, first_error)
 }

@@ -17,7 +17,7 @@ use crate::notify::TaskEvents;
 use crate::queue::{self, Publisher, Topology};
 use crate::store::confirm::BatchDestination;
 use crate::worker::WorkerSettings;
-use crate::{dead_letter, relay, store, sweep, worker};
+use crate::{dead_letter, dispatch, relay, store, sweep, worker};
 
 /// Which components one process runs.
 #[derive(Debug, Clone, Copy)]
@@ -92,11 +92,14 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             publisher: publisher.clone(),
             events,
             health: Health::new(pool.clone(), Some(publisher.clone()), None),
+            backlog_counts: Default::default(),
             settings: Arc::new(ApiSettings {
                 sync_wait: config.api.sync_wait(),
                 async_threshold_bytes: config.confirm.async_threshold_bytes,
+                namespace_backlog_cap: config.confirm.namespace_backlog_cap,
                 max_body_bytes: config.api.max_body_bytes,
                 enforce_declared_hash: config.api.enforce_declared_hash,
+                rate_limit: config.api.default_rate_limit(),
             }),
         };
         let token = shutdown.clone();
@@ -154,6 +157,7 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
                 amqp_url: config.queue.amqp_url.clone(),
                 topology: topology.clone(),
                 concurrency: config.worker.worker_concurrency.max(1),
+                interactive_concurrency: config.worker.worker_interactive_concurrency.max(1),
                 drain: config.worker.drain_timeout(),
             },
             pipeline,
@@ -162,6 +166,12 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
         )));
     }
     if components.relay {
+        tasks.push(tokio::spawn(dispatch::run(
+            pool.clone(),
+            publisher.clone(),
+            config.relay.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(relay::run(
             pool.clone(),
             publisher,

@@ -20,15 +20,17 @@ use tracing::Instrument;
 use crate::confirm::{Pipeline, Ran};
 use crate::health::Connected;
 use crate::metrics;
-use crate::queue::{self, ConfirmJob, Topology};
+use crate::queue::{self, ConfirmJob, Lane, Topology};
 
 /// How one worker process consumes.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub amqp_url: String,
     pub topology: Topology,
-    /// Jobs run at once, and the prefetch.
+    /// Bulk jobs run at once, and that lane's prefetch.
     pub concurrency: u16,
+    /// Interactive jobs run at once besides, and that lane's prefetch.
+    pub interactive_concurrency: u16,
     /// On shutdown, how long jobs may finish before they are handed back.
     pub drain: Duration,
 }
@@ -72,38 +74,60 @@ async fn consume(
     )
     .await
     .context("connecting to RabbitMQ")?;
-    let channel = conn.create_channel().await?;
-    queue::declare(&channel, topology).await?;
-    channel
-        .basic_qos(settings.concurrency, BasicQosOptions::default())
-        .await?;
-    let tag = format!("upconfirm-worker-{}", uuid::Uuid::new_v4().simple());
-    let mut consumer = channel
-        .basic_consume(
-            topology.confirm_queue().as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    // One channel per lane, each with its own prefetch: interactive jobs run on slots of
+    // their own, so they start however many bulk jobs this worker holds.
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut lanes = Vec::with_capacity(2);
+    for (lane, prefetch) in [
+        (Lane::Interactive, settings.interactive_concurrency),
+        (Lane::Bulk, settings.concurrency),
+    ] {
+        let channel = conn.create_channel().await?;
+        queue::declare(&channel, topology).await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = format!("upconfirm-worker-{}-{tag}", lane.as_str());
+        let consumer = channel
+            .basic_consume(
+                topology.queue(lane).as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        lanes.push((channel, tag, consumer));
+    }
     connected.set(true);
-    tracing::info!(queue = %topology.confirm_queue(), concurrency = settings.concurrency, "worker consuming");
+    tracing::info!(
+        bulk = settings.concurrency,
+        interactive = settings.interactive_concurrency,
+        "worker consuming"
+    );
 
     // Each connection has its own set of jobs: a delivery is only ever settled on the
     // channel it came from, so a tag never outlives its channel into a new one.
     let in_flight = TaskTracker::new();
-    let result: anyhow::Result<()> = loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => break Ok(()),
-            next = consumer.next() => next,
+    let result: anyhow::Result<()> = {
+        let [(_, _, interactive), (_, _, bulk)] = &mut lanes[..] else {
+            unreachable!("two lanes were opened");
         };
-        match next {
-            Some(Ok(delivery)) => {
-                let pipeline = pipeline.clone();
-                in_flight.spawn(handle(pipeline, delivery));
+        loop {
+            // Interactive first when both have a job waiting.
+            let (lane, next) = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break Ok(()),
+                next = interactive.next() => (Lane::Interactive, next),
+                next = bulk.next() => (Lane::Bulk, next),
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    let pipeline = pipeline.clone();
+                    in_flight.spawn(handle(pipeline, delivery, lane));
+                }
+                Some(Err(err)) => break Err(anyhow::Error::from(err).context("consuming")),
+                None => break Err(anyhow::anyhow!("the broker closed the consumer")),
             }
-            Some(Err(err)) => break Err(anyhow::Error::from(err).context("consuming")),
-            None => break Err(anyhow::anyhow!("the broker closed the consumer")),
         }
     };
     connected.set(false);
@@ -112,9 +136,11 @@ async fn consume(
     // finish (their effects are idempotent) but cannot settle; reconnect at once.
     result?;
     // Take no more; let what we hold finish, then close (unacked messages return to the queue).
-    let _ = channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
+    for (channel, tag, _) in &lanes {
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+    }
     if tokio::time::timeout(settings.drain, in_flight.wait())
         .await
         .is_err()
@@ -130,20 +156,21 @@ async fn consume(
     Ok(())
 }
 
-/// Reconnect waits: exponential from 100 ms, jittered by half either way, capped at 10 s
-/// (15 s with jitter), retried for as long as the process runs.
+/// Reconnect waits: exponential from 100 ms, jittered by half either way, capped at 2 s
+/// (3 s with jitter), retried for as long as the process runs. The cap is short so a
+/// worker consumes again within seconds of its network healing; each attempt gives up
+/// after the connection timeout, so a cut-off worker tries every few seconds.
 fn reconnect_policy() -> ExponentialBackoff {
     ExponentialBackoff {
         current_interval: Duration::from_millis(100),
         initial_interval: Duration::from_millis(100),
-        max_interval: Duration::from_secs(10),
+        max_interval: Duration::from_secs(2),
         max_elapsed_time: None,
         ..ExponentialBackoff::default()
     }
 }
 
-async fn handle(pipeline: Pipeline, delivery: Delivery) {
-    let _in_flight = metrics::InFlight::enter();
+async fn handle(pipeline: Pipeline, delivery: Delivery, lane: Lane) {
     let began = Instant::now();
     if delivery.redelivered {
         ::metrics::counter!(metrics::REDELIVERIES).increment(1);
@@ -156,6 +183,12 @@ async fn handle(pipeline: Pipeline, delivery: Delivery) {
             return;
         }
     };
+    let _in_flight = metrics::InFlight::enter_lane(lane.as_str(), job.namespace_id.as_deref());
+    if let (Some(accepted), false) = (job.accepted_at, delivery.redelivered) {
+        let waited = (chrono::Utc::now() - accepted).to_std().unwrap_or_default();
+        ::metrics::histogram!(metrics::QUEUE_SECONDS, "lane" => lane.as_str())
+            .record(waited.as_secs_f64());
+    }
     let span =
         tracing::info_span!("confirm_job", task_id = %job.task_id, upload_id = %job.upload_id);
     async {
@@ -222,9 +255,9 @@ mod tests {
         let mut policy = reconnect_policy();
         let waits: Vec<Duration> = (0..30).map(|_| policy.next_backoff().unwrap()).collect();
         assert!(waits[0] <= Duration::from_millis(150));
-        assert!(waits.iter().all(|w| *w <= Duration::from_secs(15)));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(3)));
         assert!(waits.iter().all(|w| *w >= Duration::from_millis(50)));
         // Past the cap, jitter keeps waits between half the cap and one and a half times it.
-        assert!(waits[29] >= Duration::from_secs(5), "{waits:?}");
+        assert!(waits[29] >= Duration::from_secs(1), "{waits:?}");
     }
 }

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgPool};
 use tokio::time::Instant;
 
+use common::netcut::NetCut;
 use common::{random_bytes, TestApp, WorkerProcess, API_ONLY, PG_SERVER};
 
 /// One scenario at a time: they break shared things (the broker's connections, sessions).
@@ -152,12 +153,33 @@ impl Run {
 
     /// Every upload confirmed (half one by one, half in batches of 100); a refused
     /// request is retried as a client would. Returns the ids whose confirmation was accepted.
+    /// Of the single confirmations, every fourth is sync (the interactive lane), the rest
+    /// async; batches are bulk.
     async fn confirm_all(app: &TestApp, bucket: &str, ids: &[String]) -> HashSet<String> {
+        Self::confirm_paced(app, bucket, ids, Duration::ZERO, 4).await
+    }
+
+    /// As [`Run::confirm_all`], request `i` starting `i × pace` after the first, and every
+    /// `sync_every`th single confirmation sync (0: none).
+    async fn confirm_paced(
+        app: &TestApp,
+        bucket: &str,
+        ids: &[String],
+        pace: Duration,
+        sync_every: usize,
+    ) -> HashSet<String> {
         let (singles, batched) = ids.split_at(ids.len() / 2);
         let mut accepted = HashSet::new();
-        let results: Vec<Option<String>> = stream::iter(singles)
-            .map(|id| async move {
-                let path = format!("/v1/buckets/{bucket}/uploads/{id}/confirm?async=true");
+        let began = Instant::now();
+        let results: Vec<Option<String>> = stream::iter(singles.iter().enumerate())
+            .map(|(i, id)| async move {
+                tokio::time::sleep_until(began + pace * u32::try_from(i).unwrap_or(0)).await;
+                let query = if sync_every > 0 && i % sync_every == 0 {
+                    ""
+                } else {
+                    "?async=true"
+                };
+                let path = format!("/v1/buckets/{bucket}/uploads/{id}/confirm{query}");
                 retrying(|| app.post(&path).json(&json!({})))
                     .await
                     .map(|_| id.clone())
@@ -166,7 +188,8 @@ impl Run {
             .collect()
             .await;
         accepted.extend(results.into_iter().flatten());
-        for chunk in batched.chunks(100) {
+        for (i, chunk) in batched.chunks(100).enumerate() {
+            tokio::time::sleep(pace * 100 * u32::from(i > 0)).await;
             let items: Vec<Value> = chunk.iter().map(|id| json!({ "upload_id": id })).collect();
             let path = format!("/v1/buckets/{bucket}/uploads/confirm/batch");
             if retrying(|| app.post(&path).json(&json!({ "confirmations": items })))
@@ -566,7 +589,8 @@ async fn s3_unavailable_for_several_seconds() {
     let mut accepted = Run::confirm_all(&run.app, &run.bucket, &first).await;
     run.app.pause_s3().await;
     let outage = Instant::now();
-    accepted.extend(Run::confirm_all(&run.app, &run.bucket, &rest).await);
+    // Async only while the store is down: a sync confirm would wait out SYNC_WAIT_MS.
+    accepted.extend(Run::confirm_paced(&run.app, &run.bucket, &rest, Duration::ZERO, 0).await);
     let remaining = Duration::from_secs(5).saturating_sub(outage.elapsed());
     tokio::time::sleep(remaining).await;
     let down_for = outage.elapsed();
@@ -653,5 +677,149 @@ async fn workers_rolled_with_sigterm_during_a_run() {
         0,
     )
     .await;
+    run.finish().await;
+}
+
+/// The longest a task may take from acceptance to its end while one worker is cut off.
+const STALL_BOUND: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_without_a_reset_then_healed() {
+    let _serial = SERIAL.lock().await;
+    let mut cut = match NetCut::create() {
+        Ok(cut) => cut,
+        // CI runs as root; elsewhere the scenario needs the right to make namespaces.
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("chaos g skipped: no network namespace could be made ({e})");
+            return;
+        }
+        Err(e) => panic!("a network namespace is needed: {e}"),
+    };
+    let mut run = Run::start("chaos-g").await;
+    let s3: std::net::SocketAddr = run
+        .app
+        .config()
+        .s3
+        .s3_endpoint
+        .as_deref()
+        .and_then(|e| e.strip_prefix("http://"))
+        .and_then(|a| a.parse().ok())
+        .expect("the embedded store's address");
+    let pg = cut.forward(([127, 0, 0, 1], 5432).into()).await;
+    let amqp = cut.forward(([127, 0, 0, 1], 5672).into()).await;
+    let s3 = cut.forward(s3).await;
+    let db = run.app.db_name().to_owned();
+    let health = "127.0.0.1:9464";
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.app.temp_dir().join("workers.log"))
+        .expect("the workers' log");
+    let mut cmd = cut.command(&[env!("CARGO_BIN_EXE_upconfirm"), "worker"]);
+    cmd.env_clear()
+        .envs(run.app.worker_env())
+        .envs(worker_env())
+        .env("DATABASE_URL", format!("postgres://postgres@{pg}/{db}"))
+        .env("AMQP_URL", format!("amqp://guest:guest@{amqp}/%2f"))
+        .env("S3_ENDPOINT", format!("http://{s3}"))
+        .env("HEALTH_LISTEN_ADDR", health)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true);
+    let mut cut_worker = cmd.spawn().expect("start the worker in its namespace");
+    let readyz = format!("http://{health}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cut.http_status(&readyz).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the cut-off worker never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Confirmations at a steady pace (about 100 a second, for 20 s), so a task's time
+    // from acceptance to its end is its stall, not a backlog's wait.
+    let confirming = Run::confirm_paced(
+        &run.app,
+        &run.bucket,
+        &run.upload_ids,
+        Duration::from_millis(10),
+        4,
+    );
+    let partition = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        cut.cut();
+        let cut_at = Instant::now();
+        let mut not_ready = None;
+        while cut_at.elapsed() < Duration::from_secs(18) {
+            if not_ready.is_none() && cut.http_status(&readyz).await == 503 {
+                not_ready = Some(cut_at.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        cut.heal();
+        let healed_at = Instant::now();
+        let mut ready = None;
+        while healed_at.elapsed() < Duration::from_secs(30) {
+            if cut.http_status(&readyz).await == 200 {
+                ready = Some(healed_at.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (not_ready, ready)
+    };
+    let (accepted, (not_ready, ready_again)) = tokio::join!(confirming, partition);
+    run.settle(Duration::from_secs(120)).await;
+    let longest: f64 = query_opt::<(f64,)>(
+        &run.app.pool,
+        "SELECT coalesce(max(extract(epoch FROM updated_at - created_at)), 0)::float8 FROM tasks
+         WHERE task_type = 'api_buckets_uploads_confirm'",
+    )
+    .await
+    .expect("the longest confirmation")
+    .0;
+    let over: i64 = query_scalar(
+        &run.app.pool,
+        "SELECT count(*) FROM tasks WHERE task_type = 'api_buckets_uploads_confirm'
+         AND updated_at - created_at > make_interval(secs => $1::float8)",
+        &STALL_BOUND.as_secs().to_string(),
+    )
+    .await;
+    let figures = run
+        .check(
+            &format!(
+                "g (one worker cut off for 18 s: not ready after {:.1} s, ready {:.1} s after healing, longest task {longest:.1} s)",
+                not_ready.map_or(f64::NAN, |d| d.as_secs_f64()),
+                ready_again.map_or(f64::NAN, |d| d.as_secs_f64()),
+            ),
+            &accepted,
+            0,
+        )
+        .await;
+    assert!(
+        not_ready.is_some_and(|d| d < Duration::from_secs(5)),
+        "readiness turned 503 within 5 s of the cut: {not_ready:?}"
+    );
+    assert!(
+        ready_again.is_some_and(|d| d < Duration::from_secs(10)),
+        "the worker consumed again within 10 s of healing: {ready_again:?}"
+    );
+    let slowest: Vec<(String, i32, f64, f64)> = sqlx::query_as(
+        "SELECT t.id, t.attempts,
+                extract(epoch FROM t.created_at - min(t.created_at) OVER ())::float8,
+                extract(epoch FROM t.updated_at - t.created_at)::float8
+         FROM tasks t WHERE t.task_type = 'api_buckets_uploads_confirm'
+         ORDER BY t.updated_at - t.created_at DESC LIMIT 5",
+    )
+    .fetch_all(&run.app.pool)
+    .await
+    .unwrap_or_default();
+    assert_eq!(
+        over, 0,
+        "no task took more than {STALL_BOUND:?} (longest {longest:.1} s); figures {figures:?}; slowest (id, attempts, accepted at, took) {slowest:?}\n{}",
+        tail(&run.app.workers_log())
+    );
+    let _ = cut_worker.kill().await;
     run.finish().await;
 }

@@ -58,6 +58,8 @@ async fn the_relay_publishes_jobs_the_api_never_sent() {
     let job = serde_json::to_value(ConfirmJob {
         task_id: task_id.clone(),
         upload_id: upload_id.clone(),
+        accepted_at: None,
+        namespace_id: None,
     })
     .unwrap();
     let queue = topology.confirm_queue();
@@ -78,6 +80,7 @@ async fn the_relay_publishes_jobs_the_api_never_sent() {
             routing_key: &queue,
             message_id: &task_id,
             payload: &job,
+            namespace_id: None,
         },
     )
     .await
@@ -125,6 +128,8 @@ async fn a_redelivered_job_of_a_finished_task_changes_nothing() {
     let job = serde_json::to_vec(&ConfirmJob {
         task_id: task_id.clone(),
         upload_id: upload_id.clone(),
+        accepted_at: None,
+        namespace_id: None,
     })
     .unwrap();
     for _ in 0..3 {

@@ -213,30 +213,58 @@ fn manifests_carry_the_expected_kinds_and_agree() {
         "grace {grace} s must exceed the {drain} s drain"
     );
 
-    // KEDA scales the worker Deployment on the confirm queue's length.
+    // KEDA scales the worker Deployment on the bulk jobs waiting in PostgreSQL (the
+    // dispatcher keeps the broker's bulk queue short) and on both lanes' queues.
     assert_eq!(
         scaled["spec"]["scaleTargetRef"]["name"].as_str(),
         Some("upconfirm-worker")
     );
-    let trigger = &scaled["spec"]["triggers"][0];
-    assert_eq!(trigger["type"].as_str(), Some("rabbitmq"));
-    assert_eq!(trigger["metadata"]["mode"].as_str(), Some("QueueLength"));
+    let triggers = scaled["spec"]["triggers"].as_vec().expect("triggers");
+    let postgres: Vec<&Yaml> = triggers
+        .iter()
+        .filter(|t| t["type"].as_str() == Some("postgresql"))
+        .collect();
+    assert_eq!(postgres.len(), 1, "one trigger on the waiting bulk jobs");
+    assert_eq!(
+        postgres[0]["metadata"]["query"].as_str(),
+        Some(upconfirm::store::outbox::WAITING_BULK_JOBS)
+    );
+    assert_eq!(
+        postgres[0]["authenticationRef"]["name"].as_str(),
+        Some("upconfirm-postgresql")
+    );
     let prefix = str_of(&config["data"]["QUEUE_PREFIX"], "QUEUE_PREFIX");
+    let topology = upconfirm::queue::Topology {
+        prefix: prefix.to_owned(),
+        delivery_limit: 5,
+    };
+    let queues: BTreeSet<&str> = triggers
+        .iter()
+        .filter(|t| t["type"].as_str() == Some("rabbitmq"))
+        .map(|t| {
+            assert_eq!(t["metadata"]["mode"].as_str(), Some("QueueLength"));
+            assert_eq!(
+                t["authenticationRef"]["name"].as_str(),
+                Some("upconfirm-rabbitmq")
+            );
+            str_of(&t["metadata"]["queueName"], "queueName")
+        })
+        .collect();
+    let lanes: Vec<String> = upconfirm::queue::Lane::ALL
+        .iter()
+        .map(|lane| topology.queue(*lane))
+        .collect();
     assert_eq!(
-        trigger["metadata"]["queueName"].as_str(),
-        Some(
-            upconfirm::queue::Topology {
-                prefix: prefix.to_owned(),
-                delivery_limit: 5,
-            }
-            .confirm_queue()
-            .as_str()
-        )
+        queues,
+        lanes.iter().map(String::as_str).collect::<BTreeSet<&str>>(),
+        "a trigger on each lane's queue"
     );
-    assert_eq!(
-        trigger["authenticationRef"]["name"].as_str(),
-        Some("upconfirm-rabbitmq")
-    );
+    for (kind, name) in [
+        ("TriggerAuthentication", "upconfirm-postgresql"),
+        ("TriggerAuthentication", "upconfirm-rabbitmq"),
+    ] {
+        get(&all, kind, name);
+    }
 }
 
 #[test]

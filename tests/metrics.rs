@@ -143,18 +143,20 @@ async fn every_series_moves_while_confirmations_run() {
     )
     .await;
 
-    // An API that cannot reach the broker: the job waits in the outbox until a relay that
-    // can publishes it, and a worker completes it.
+    // An API that cannot reach the broker: a sync confirm's job (interactive: the API
+    // publishes it itself) waits in the outbox until a relay that can publishes it, and a
+    // worker completes it.
     let cut_off = app
         .start_more_with(API_ONLY, |c| {
             c.queue.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", common::free_port());
+            c.api.sync_wait_ms = 200;
         })
         .await;
     let cut_off_base = format!("http://{}", cut_off.api_addr.expect("second API"));
     let late_id = app.upload_bin(&bucket, "d.bin", &random_bytes(20)).await;
     let answer = http
         .post(format!(
-            "{cut_off_base}/v1/buckets/{bucket}/uploads/{late_id}/confirm?async=true"
+            "{cut_off_base}/v1/buckets/{bucket}/uploads/{late_id}/confirm"
         ))
         .bearer_auth(&app.api_key)
         .header("X-Namespace", &app.namespace)
@@ -166,6 +168,14 @@ async fn every_series_moves_while_confirmations_run() {
         &http,
         &api,
         "upconfirm_outbox_backlog",
+        Duration::from_secs(10),
+        |v| v >= 1.0,
+    )
+    .await;
+    wait_series(
+        &http,
+        &api,
+        r#"upconfirm_lane_backlog{lane="interactive",stage="waiting"}"#,
         Duration::from_secs(10),
         |v| v >= 1.0,
     )
@@ -213,8 +223,13 @@ async fn every_series_moves_while_confirmations_run() {
         ),
         (
             r#"upconfirm_confirm_request_duration_seconds_count{mode="async",status="200"}"#,
-            3.0,
+            2.0,
         ),
+        (
+            r#"upconfirm_job_queue_seconds_count{lane="interactive"}"#,
+            2.0,
+        ),
+        (r#"upconfirm_job_queue_seconds_count{lane="bulk"}"#, 1.0),
         (
             r#"upconfirm_job_duration_seconds_count{outcome="done"}"#,
             3.0,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the local PostgreSQL and RabbitMQ that upconfirm's dev run and tests use are up:
-# installs them from Debian's packages when missing, starts them when stopped, waits until ready.
+# installs them (and the tools the tests call) from Debian's packages when missing, starts them
+# when stopped, waits until ready.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -16,6 +17,15 @@ if ! command -v rabbitmq-server >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
 fi
+
+# The chaos suite's network cut runs a worker in a network namespace (iproute2's `ip`) and
+# asks it for readiness from inside with curl.
+for tool in ip:iproute2 curl:curl; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool##*:}" >/dev/null
+  fi
+done
 
 if ! pg_ready; then
   version=$(ls /etc/postgresql | sort -V | tail -n 1)

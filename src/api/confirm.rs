@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::backlog::admit_bulk;
 use super::error::{ApiError, BodyRefusals, ErrorEnvelope, NamespaceRefusals};
 use super::extract::{
     parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
@@ -15,7 +16,7 @@ use super::tasks::TaskResponse;
 use super::{buckets, uploads, AppState};
 use crate::confirm::{stored_failure, ConfirmOptions};
 use crate::domain::{confirm_is_async, new_id, IdKind, TaskStatus, TaskType, UploadStatus};
-use crate::queue::ConfirmJob;
+use crate::queue::{ConfirmJob, Lane};
 use crate::store::batch_confirm::{self, BatchStart, ItemRequest};
 use crate::store::outbox::OutboxMessage;
 use crate::store::tasks::NewTask;
@@ -205,6 +206,7 @@ pub async fn confirm_batch(
         });
     }
 
+    admit_bulk(&state, &tenant, items.len()).await?;
     let task_id = new_id(IdKind::Task);
     let inputs = json!({
         "bucket_id": bucket.id,
@@ -226,15 +228,17 @@ pub async fn confirm_batch(
         &items,
         &queue,
         |task_id, upload_id| {
-            json!(ConfirmJob {
-                task_id: task_id.to_owned(),
-                upload_id: upload_id.to_owned(),
-            })
+            json!(ConfirmJob::accepted_now(
+                task_id,
+                upload_id,
+                &tenant.namespace.id
+            ))
         },
     )
     .await?;
-    let (parent, jobs) = match started {
-        BatchStart::Accepted { parent, jobs } => (parent, jobs),
+    // The items are bulk jobs: the dispatcher publishes them.
+    let parent = match started {
+        BatchStart::Accepted(parent) => parent,
         BatchStart::Unknown(ids) => {
             return Err(ApiError::Missing {
                 message: format!(
@@ -246,17 +250,6 @@ pub async fn confirm_batch(
             })
         }
     };
-    let committed: Vec<Committed<'_>> = jobs
-        .iter()
-        .map(|j| Committed {
-            outbox_id: j.outbox_id,
-            exchange: "",
-            routing_key: &queue,
-            message_id: &j.task_id,
-            payload: &j.payload,
-        })
-        .collect();
-    publish_now(&state, &committed).await;
     Ok(Json(BatchConfirmResponse {
         task_id: parent.id.clone(),
         status: parent.status.clone(),
@@ -369,7 +362,13 @@ async fn confirm_upload(
                 ))
             })?,
             Some(UploadStatus::Pending | UploadStatus::Failed) => {
-                match start(state, tenant, &upload, &options).await? {
+                let lane = if run_async {
+                    admit_bulk(state, tenant, 1).await?;
+                    Lane::Bulk
+                } else {
+                    Lane::Interactive
+                };
+                match start(state, tenant, &upload, &options, lane).await? {
                     ConfirmStart::Started { task_id, .. } => task_id,
                     ConfirmStart::NotStarted(current) => {
                         upload = *current;
@@ -396,12 +395,14 @@ async fn confirm_upload(
     ))
 }
 
-/// Records the confirmation and its job, then publishes the job at once.
+/// Records the confirmation and its job. An interactive job is published at once; a bulk
+/// job waits for the dispatcher's fair share.
 async fn start(
     state: &AppState,
     tenant: &Tenant,
     upload: &UploadRow,
     options: &ConfirmOptions,
+    lane: Lane,
 ) -> Result<ConfirmStart, ApiError> {
     let task_id = new_id(IdKind::Task);
     let inputs = json!({
@@ -409,12 +410,10 @@ async fn start(
         "bucket_id": upload.bucket_id,
         "options": options,
     });
-    let job = ConfirmJob {
-        task_id: task_id.clone(),
-        upload_id: upload.id.clone(),
-    };
+    let job = ConfirmJob::accepted_now(&task_id, &upload.id, &tenant.namespace.id);
     let payload = serde_json::to_value(&job).map_err(|e| ApiError::Internal(e.into()))?;
-    let queue = state.publisher.topology().confirm_queue();
+    let queue = state.publisher.topology().queue(lane);
+    let bulk = lane == Lane::Bulk;
     let started = begin_confirmation(
         &state.pool,
         &upload.id,
@@ -432,10 +431,11 @@ async fn start(
             routing_key: &queue,
             message_id: &task_id,
             payload: &payload,
+            namespace_id: bulk.then_some(tenant.namespace.id.as_str()),
         },
     )
     .await?;
-    if let ConfirmStart::Started { outbox_id, .. } = &started {
+    if let (ConfirmStart::Started { outbox_id, .. }, false) = (&started, bulk) {
         publish_now(
             state,
             &[Committed {

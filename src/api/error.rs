@@ -44,7 +44,8 @@ pub struct ErrorBody {
     pub kind: String,
     pub message: String,
     /// `reason`/`expected`/`actual` for verification failures, `validation_errors` for 422,
-    /// `resource`/`current`/`limit` for quotas.
+    /// `resource`/`current`/`limit` for quotas, `retry_after_seconds`/`limit`/`reset_seconds`
+    /// for 429.
     #[schema(value_type = Object)]
     pub details: Value,
 }
@@ -62,6 +63,18 @@ pub enum NamespaceRefusals {
     /// Unknown namespace, bucket or resource.
     #[response(status = 404)]
     NotFound(ErrorEnvelope),
+    // Every route that acts for an organization may answer it: `api::routes` adds it to the
+    // routes that do not list these refusals.
+    /// The organization's request rate limit is spent for now; or, for an async or batch
+    /// confirm, the namespace has NAMESPACE_BACKLOG_CAP confirmations waiting
+    /// (`details.reason: namespace_backlog_full`, with `Retry-After` only).
+    #[response(status = 429, headers(
+        ("Retry-After" = u64, description = "Seconds until a request can pass (at least 1)"),
+        ("X-RateLimit-Limit" = u64, description = "Requests the organization may make at once (its burst)"),
+        ("X-RateLimit-Remaining" = u64, description = "Requests it may make now: 0"),
+        ("X-RateLimit-Reset" = u64, description = "Seconds until its whole burst is available again")
+    ))]
+    TooManyRequests(ErrorEnvelope),
 }
 
 /// The refusals of a route that reads a JSON body (for the OpenAPI document).
@@ -101,6 +114,25 @@ pub enum ApiError {
     },
     #[error("request validation failed")]
     Validation(Vec<ValidationIssue>),
+    /// The organization's request rate limit is spent for now.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        /// Whole seconds until a request can pass, at least 1.
+        retry_after_seconds: u64,
+        /// The burst: requests the organization may make at once.
+        limit: u64,
+        /// Whole seconds until the whole burst is available again.
+        reset_seconds: u64,
+    },
+    /// A namespace has as many bulk confirmations waiting as it may.
+    #[error("{message}")]
+    BacklogFull {
+        message: String,
+        waiting: i64,
+        cap: i64,
+        retry_after_seconds: u64,
+    },
     #[error("request body too large")]
     PayloadTooLarge,
     /// A body that does not say it is JSON.
@@ -198,6 +230,9 @@ impl ApiError {
             ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
             ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } | ApiError::BacklogFull { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -215,6 +250,9 @@ impl ApiError {
             ApiError::AlreadyExists(_) => "AlreadyExistsError",
             ApiError::QuotaExceeded { .. } => "QuotaExceededError",
             ApiError::Validation(_) => "ValidationError",
+            ApiError::TooManyRequests { .. } | ApiError::BacklogFull { .. } => {
+                "TooManyRequestsError"
+            }
             ApiError::PayloadTooLarge => "PayloadTooLargeError",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaTypeError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
@@ -236,6 +274,31 @@ impl ApiError {
                 ..
             } => json!({ "resource": resource, "current": current, "limit": limit }),
             ApiError::Validation(issues) => json!({ "validation_errors": issues }),
+            // `retryable` and `retry_after_seconds` are what the SDK's client reads.
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+                limit,
+                reset_seconds,
+                ..
+            } => json!({
+                "retryable": true,
+                "retry_after_seconds": retry_after_seconds,
+                "limit": limit,
+                "remaining": 0,
+                "reset_seconds": reset_seconds,
+            }),
+            ApiError::BacklogFull {
+                waiting,
+                cap,
+                retry_after_seconds,
+                ..
+            } => json!({
+                "reason": "namespace_backlog_full",
+                "retryable": true,
+                "retry_after_seconds": retry_after_seconds,
+                "waiting": waiting,
+                "cap": cap,
+            }),
             _ => json!({}),
         }
     }
@@ -303,6 +366,19 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let ApiError::TooManyRequests {
+            retry_after_seconds,
+            ..
+        }
+        | ApiError::BacklogFull {
+            retry_after_seconds,
+            ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+        }
         response
     }
 }
@@ -342,6 +418,25 @@ mod tests {
     }
 
     #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let err = ApiError::TooManyRequests {
+            message: "slow down".into(),
+            retry_after_seconds: 7,
+            limit: 3,
+            reset_seconds: 9,
+        };
+        let body = err.body();
+        assert_eq!(body["details"]["retryable"], true);
+        assert_eq!(body["details"]["retry_after_seconds"], 7);
+        assert_eq!(body["details"]["limit"], 3);
+        assert_eq!(body["details"]["remaining"], 0);
+        assert_eq!(body["details"]["reset_seconds"], 9);
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+    }
+
+    #[test]
     fn statuses_and_types() {
         let table = [
             (ApiError::Unauthorized("x".into()), 401, "UnauthorizedError"),
@@ -361,6 +456,16 @@ mod tests {
                 ApiError::invalid("missing", &["body"], "x"),
                 422,
                 "ValidationError",
+            ),
+            (
+                ApiError::TooManyRequests {
+                    message: "x".into(),
+                    retry_after_seconds: 2,
+                    limit: 3,
+                    reset_seconds: 3,
+                },
+                429,
+                "TooManyRequestsError",
             ),
         ];
         for (err, status, kind) in table {

@@ -1,5 +1,7 @@
 //! The thin HTTP API: authenticate, validate, presign, write rows, publish, wait.
 
+mod admission;
+mod backlog;
 mod batches;
 mod buckets;
 mod confirm;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,7 +32,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
+use utoipa::{IntoResponses, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -51,15 +53,21 @@ pub struct AppState {
     pub events: TaskEvents,
     pub settings: Arc<ApiSettings>,
     pub health: Health,
+    /// Namespaces' waiting bulk confirmations, as this process last counted them.
+    pub backlog_counts: backlog::BacklogCounts,
 }
 
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub sync_wait: Duration,
     pub async_threshold_bytes: i64,
+    /// Bulk confirmations a namespace may have waiting; 0 for no cap.
+    pub namespace_backlog_cap: i64,
     pub max_body_bytes: usize,
     /// A declared `file_hash` is signed into the PUT URL unless the client opts out.
     pub enforce_declared_hash: bool,
+    /// The request rate limit of an organization without its own.
+    pub rate_limit: crate::store::rate_limits::Limit,
 }
 
 async fn not_found() -> ApiError {
@@ -76,7 +84,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// The routes, and the OpenAPI document collected from the same registrations.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(buckets::create))
         .routes(routes!(buckets::list))
         .routes(routes!(buckets::get))
@@ -94,7 +102,36 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(objects::get))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get, tasks::cancel))
-        .split_for_parts()
+        .split_for_parts();
+    (router, with_rate_limit_refusal(doc))
+}
+
+/// Every route above acts for an organization, so [`admission`] may refuse any with 429:
+/// the document says so for each, in the words of [`error::NamespaceRefusals`], also where a
+/// route lists its refusals one by one.
+fn with_rate_limit_refusal(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let status = StatusCode::TOO_MANY_REQUESTS.as_str();
+    let Some(refusal) = <error::NamespaceRefusals as IntoResponses>::responses().remove(status)
+    else {
+        return doc;
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| refusal.clone());
+        }
+    }
+    doc
 }
 
 pub fn router(state: AppState) -> Router {
@@ -103,6 +140,11 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = routes();
     let doc = Arc::new(doc);
     routes
+        // Every route so far acts for an organization: each request takes from its rate limit.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admission::admit,
+        ))
         .route(
             "/openapi.json",
             get(move || {

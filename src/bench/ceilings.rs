@@ -75,6 +75,8 @@ pub async fn broker(
     let body = serde_json::to_vec(&ConfirmJob {
         task_id: "tsk_0196b4a3c2d47e5f8a9b0c1d2e3f4a5b".into(),
         upload_id: "upl_0196b4a3c2d47e5f8a9b0c1d2e3f4a5b".into(),
+        accepted_at: None,
+        namespace_id: None,
     })?;
 
     let started = Instant::now();

@@ -30,9 +30,23 @@ impl Topology {
         }
     }
 
-    /// The quorum queue workers consume confirmation jobs from.
+    /// The quorum queue of bulk confirmation jobs (async and batch confirms), which the
+    /// dispatcher fills in fair shares per namespace.
     pub fn confirm_queue(&self) -> String {
         format!("{}.confirm", self.prefix)
+    }
+
+    /// The quorum queue of confirmations a client is waiting on (sync confirms).
+    pub fn interactive_queue(&self) -> String {
+        format!("{}.confirm.interactive", self.prefix)
+    }
+
+    /// The queue of a lane.
+    pub fn queue(&self, lane: Lane) -> String {
+        match lane {
+            Lane::Interactive => self.interactive_queue(),
+            Lane::Bulk => self.confirm_queue(),
+        }
     }
 
     /// Where jobs go once they pass the delivery limit or cannot be decoded.
@@ -46,6 +60,26 @@ impl Topology {
     }
 }
 
+/// Which queue a confirmation job travels by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// A client waits on the answer: published at once, consumed on slots of its own.
+    Interactive,
+    /// Nobody waits: dispatched in fair shares per namespace, consumed with the rest.
+    Bulk,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Interactive, Lane::Bulk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Interactive => "interactive",
+            Lane::Bulk => "bulk",
+        }
+    }
+}
+
 /// The routing key of a submitted batch's announcement on the batches exchange.
 pub const BATCH_SUBMITTED_ROUTING_KEY: &str = "batch.submitted";
 
@@ -54,6 +88,24 @@ pub const BATCH_SUBMITTED_ROUTING_KEY: &str = "batch.submitted";
 pub struct ConfirmJob {
     pub task_id: String,
     pub upload_id: String,
+    /// When the confirmation was accepted, for the time-in-queue series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The upload's namespace, for the per-namespace series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_id: Option<String>,
+}
+
+impl ConfirmJob {
+    /// The job of a confirmation accepted now.
+    pub fn accepted_now(task_id: &str, upload_id: &str, namespace_id: &str) -> Self {
+        ConfirmJob {
+            task_id: task_id.to_owned(),
+            upload_id: upload_id.to_owned(),
+            accepted_at: Some(chrono::Utc::now()),
+            namespace_id: Some(namespace_id.to_owned()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,10 +128,11 @@ pub fn connection_name(role: &str, topology: &Topology) -> String {
 }
 
 /// The heartbeat asked of the broker unless the URL names one (`?heartbeat=N`, 0 for
-/// none): a connection cut off without a reset is noticed after about two of them. With
-/// the broker's own 60 s, a cut-off worker went on looking ready, and held the jobs the
-/// broker had pushed to it, for two minutes.
-pub const DEFAULT_HEARTBEAT_SECONDS: u16 = 5;
+/// none): a connection cut off without a reset is noticed after two to three of them,
+/// by the worker and by the broker, which then hands the jobs it had pushed to that
+/// worker to the others. With the broker's own 60 s, a cut-off worker held its jobs for
+/// nearly three minutes; with 4 s, for 8 to 12 s.
+pub const DEFAULT_HEARTBEAT_SECONDS: u16 = 4;
 /// The longest a connection may take to open unless the URL names it
 /// (`?connection_timeout=ms`): an attempt into a network that drops packets otherwise
 /// waits out the kernel's SYN retries, over two minutes.
@@ -138,6 +191,7 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()
         )
         .await?;
 
+    // Both lanes: the same delivery limit, and the same dead letters.
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
@@ -155,9 +209,11 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()
         "x-dead-letter-routing-key".into(),
         AMQPValue::LongString(topology.dead_letter_queue().into()),
     );
-    channel
-        .queue_declare(topology.confirm_queue().as_str().into(), durable, args)
-        .await?;
+    for lane in Lane::ALL {
+        channel
+            .queue_declare(topology.queue(lane).as_str().into(), durable, args.clone())
+            .await?;
+    }
 
     channel
         .exchange_declare(
@@ -174,6 +230,12 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()
 
 /// Messages ready in a queue that must exist already (a passive declare).
 pub async fn ready_count(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+    ready_in(channel, queue)
+        .await
+        .with_context(|| format!("looking at {queue}"))
+}
+
+async fn ready_in(channel: &Channel, queue: &str) -> lapin::Result<u32> {
     let declared = channel
         .queue_declare(
             queue.into(),
@@ -183,8 +245,7 @@ pub async fn ready_count(channel: &Channel, queue: &str) -> anyhow::Result<u32> 
             },
             FieldTable::default(),
         )
-        .await
-        .with_context(|| format!("looking at {queue}"))?;
+        .await?;
     Ok(declared.message_count())
 }
 
@@ -209,7 +270,11 @@ pub async fn delete_topology(url: &str, prefix: &str) -> anyhow::Result<()> {
     };
     let conn = connect(url, "upconfirm-teardown").await?;
     let channel = conn.create_channel().await?;
-    for queue in [topology.confirm_queue(), topology.dead_letter_queue()] {
+    for queue in [
+        topology.confirm_queue(),
+        topology.interactive_queue(),
+        topology.dead_letter_queue(),
+    ] {
         channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await?;
@@ -269,6 +334,20 @@ impl Publisher {
     /// Opens the publishing channel unless it is open already: whether the broker is reachable.
     pub async fn ensure_connected(&self) -> Result<(), QueueError> {
         self.channel().await.map(drop)
+    }
+
+    /// Messages ready (not yet delivered) in one of the topology's queues.
+    pub async fn ready_count(&self, queue: &str) -> Result<u32, QueueError> {
+        let result = tokio::time::timeout(BROKER_TIMEOUT, async {
+            let channel = self.channel().await?;
+            Ok(ready_in(&channel, queue).await?)
+        })
+        .await
+        .unwrap_or(Err(QueueError::Timeout));
+        if result.is_err() {
+            self.forget_channel().await;
+        }
+        result
     }
 
     async fn forget_channel(&self) {

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::confirm::end_task;
 use super::models::{TaskRow, UploadRow};
+use super::outbox;
 use super::tasks::{self, NewTask};
 use super::uploads::UPLOAD_COLUMNS;
 use crate::domain::{new_id, IdKind, TaskStatus, TaskType, UploadStatus};
@@ -24,21 +25,11 @@ pub struct ItemRequest {
     pub options: Value,
 }
 
-/// A confirmation job recorded in the outbox, to publish after commit.
-#[derive(Debug, Clone)]
-pub struct QueuedJob {
-    pub outbox_id: i64,
-    pub task_id: String,
-    pub payload: Value,
-}
-
 /// How accepting a batch confirmation ended.
 #[derive(Debug)]
 pub enum BatchStart {
-    Accepted {
-        parent: Box<TaskRow>,
-        jobs: Vec<QueuedJob>,
-    },
+    /// The parent task; the items' jobs wait in the outbox for the dispatcher.
+    Accepted(Box<TaskRow>),
     /// These upload ids are not in the bucket; nothing was recorded.
     Unknown(Vec<String>),
 }
@@ -141,15 +132,20 @@ pub async fn begin(
     .bind(&children)
     .execute(&mut *tx)
     .await?;
-    let queued: Vec<(i64, String, Value)> = sqlx::query_as(
-        "INSERT INTO outbox (exchange, routing_key, message_id, payload)
-         SELECT '', $2, c.id, c.payload FROM jsonb_to_recordset($1) AS c(id text, payload jsonb)
-         RETURNING id, message_id, payload",
+    // Bulk jobs: the dispatcher publishes them in fair shares with other namespaces'.
+    let queued = sqlx::query(
+        "INSERT INTO outbox (exchange, routing_key, message_id, payload, namespace_id)
+         SELECT '', $2, c.id, c.payload, $3
+         FROM jsonb_to_recordset($1) AS c(id text, payload jsonb)",
     )
     .bind(&children)
     .bind(queue)
-    .fetch_all(&mut *tx)
+    .bind(parent.namespace_id)
+    .execute(&mut *tx)
     .await?;
+    if queued.rows_affected() > 0 {
+        outbox::wake_dispatchers(&mut tx).await?;
+    }
     sqlx::query(
         "INSERT INTO batch_confirm_items (parent_task_id, position, upload_id, child_task_id, result)
          SELECT $1, i.position, i.upload_id, i.child_task_id, i.result
@@ -167,17 +163,7 @@ pub async fn begin(
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     tx.commit().await?;
-    Ok(BatchStart::Accepted {
-        parent: Box::new(parent_row),
-        jobs: queued
-            .into_iter()
-            .map(|(outbox_id, task_id, payload)| QueuedJob {
-                outbox_id,
-                task_id,
-                payload,
-            })
-            .collect(),
-    })
+    Ok(BatchStart::Accepted(Box::new(parent_row)))
 }
 
 fn with_upload_id(mut result: Value, upload_id: &str) -> Value {

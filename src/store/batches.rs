@@ -173,6 +173,7 @@ pub async fn submit(
             routing_key: &destination.routing_key,
             message_id: &batch.id,
             payload: &announcement,
+            namespace_id: None,
         },
     )
     .await?;

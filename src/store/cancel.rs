@@ -111,6 +111,12 @@ async fn cancel_confirmation(
     {
         return Ok(None);
     }
+    // A bulk job still waiting for the dispatcher goes with its task (one already handed
+    // to the broker finds the task canceled and does nothing).
+    sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND namespace_id IS NOT NULL")
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await?;
     let result = batch_confirm::item_result(TaskStatus::Canceled, Some(CANCELED_ERROR), &outputs);
     batch_confirm::settle(conn, task_id, &result)
         .await

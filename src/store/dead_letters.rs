@@ -201,6 +201,7 @@ async fn enqueue(
             routing_key: confirm_queue,
             message_id: task_id,
             payload: &payload,
+            namespace_id: None,
         },
     )
     .await

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod models;
 pub mod objects;
 pub mod outbox;
+pub mod rate_limits;
 pub mod tasks;
 pub mod tenancy;
 pub mod uploads;
@@ -48,7 +49,15 @@ pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = cfg.database_url.parse().context("parsing DATABASE_URL")?;
     let options = options
         .application_name("upconfirm")
-        .options([("statement_timeout", "30s")]);
+        // A process cut off from the database mid-transaction (a network partition, no
+        // reset) would keep its row locks until the partition heals, stalling every
+        // other worker's confirmation of those rows; the server ends such a session
+        // after 10 s of silence instead. Transactions here wait on the network only
+        // briefly (a publish, a store call), well within it.
+        .options([
+            ("statement_timeout", "30s"),
+            ("idle_in_transaction_session_timeout", "10s"),
+        ]);
     PgPoolOptions::new()
         .max_connections(cfg.database_max_connections)
         .acquire_timeout(Duration::from_secs(5))

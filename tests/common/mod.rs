@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod netcut;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Once;
@@ -128,6 +130,9 @@ impl TestApp {
         config.api.sync_wait_ms = 15_000;
         config.worker.worker_concurrency = 8;
         config.relay.relay_interval_ms = 200;
+        // Tests fire requests faster than the default rate limit allows; tests/admission.rs
+        // sets the limits it checks.
+        config.api.rate_limit_per_second = 0.0;
         tweak(&mut config);
 
         upconfirm::store::create_database_if_missing(&config.database.database_url)
@@ -247,6 +252,28 @@ impl TestApp {
     }
 
     /// The database of this test (its name).
+    /// A series' value as this app's `/metrics` answers it now (0 when absent). Every app
+    /// of one test binary shares the process's recorder.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("read /metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The test's own folder (the store's data, the workers' log).
+    pub fn temp_dir(&self) -> &std::path::Path {
+        &self.temp_dir
+    }
+
     pub fn db_name(&self) -> &str {
         &self.db_name
     }
