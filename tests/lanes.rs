@@ -12,6 +12,14 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use common::{assert_error, random_bytes, send, str_field, TestApp, API_ONLY};
+use upconfirm::startup::Components;
+
+/// A relay alone (it dispatches too).
+const RELAY_ONLY: Components = Components {
+    api: false,
+    worker: false,
+    relay: true,
+};
 
 /// Uploads created in namespace A and never PUT: each bulk confirmation of them runs the
 /// whole queue path and fails `object_not_found`, which is all a flood needs.
@@ -138,6 +146,11 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
         c.database.database_max_connections = 20;
     })
     .await;
+    // Two more relays besides the app's own: the dispatcher's turn passes between them.
+    let relays = [
+        app.start_more(RELAY_ONLY).await,
+        app.start_more(RELAY_ONLY).await,
+    ];
     let flooded = common::bucket_name("lanes-a");
     app.create_bucket(&flooded).await;
     let b = Other::create(&app, "lanes-b").await;
@@ -236,6 +249,19 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
             .await
             .unwrap();
     assert_eq!(failed, FLOOD as i64, "each of A's confirmations ended once");
+    // Jobs delivered for the first time, as this process's worker counted them: A's and
+    // B's one async confirm, each handed to the broker once, whichever relay had the turn.
+    let delivered = app
+        .metric(r#"upconfirm_job_queue_seconds_count{lane="bulk"}"#)
+        .await;
+    assert_eq!(
+        delivered,
+        (FLOOD + 1) as f64,
+        "no bulk job was dispatched twice"
+    );
+    for relay in relays {
+        relay.shutdown().await;
+    }
     app.stop().await;
 }
 

@@ -2,6 +2,7 @@
 //! and the whole benchmark (`suite`).
 
 mod ceilings;
+mod fairness;
 mod large;
 mod procs;
 mod report;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ceilings::Rate;
+use super::fairness::{Fairness, Pipeline, QuietSide};
 use super::large::{CurvePoint, MultipartFile};
 
 /// Milliseconds of CPU per operation, by process group (`upconfirm`, `postgres`, `rabbitmq`,
@@ -126,6 +127,8 @@ pub struct Results {
     pub large_file: LargeFile,
     pub size_curve: Vec<CurvePoint>,
     pub multipart_files: Vec<MultipartFile>,
+    pub fairness: Option<Fairness>,
+    pub pipeline: Option<Pipeline>,
     pub targets: Vec<Target>,
 }
 
@@ -140,6 +143,8 @@ impl Results {
         large_file: LargeFile,
         size_curve: Vec<CurvePoint>,
         multipart_files: Vec<MultipartFile>,
+        fairness: Option<Fairness>,
+        pipeline: Option<Pipeline>,
         took: Duration,
     ) -> Results {
         let (smallest, smallest_rate) = ceilings.smallest();
@@ -190,6 +195,7 @@ impl Results {
             met: large_file.worker_peak_rss_mib <= 128.0,
         });
         large_targets(&mut targets, &size_curve, &multipart_files, &drains);
+        fairness_targets(&mut targets, fairness.as_ref(), pipeline.as_ref());
         let cpus = std::thread::available_parallelism().map_or(0, usize::from);
         Results {
             generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -207,8 +213,58 @@ impl Results {
             large_file,
             size_curve,
             multipart_files,
+            fairness,
+            pipeline,
             targets,
         }
+    }
+}
+
+/// The targets of the fairness phases and of the bulk pipeline.
+fn fairness_targets(targets: &mut Vec<Target>, f: Option<&Fairness>, p: Option<&Pipeline>) {
+    if let Some(f) = f {
+        let bound = 2.0 * f.b_alone.sync.p99_ms + 10.0;
+        targets.push(Target {
+            what: format!(
+                "B's sync confirm p99 under A's flood of {} (B alone {:.1} ms)",
+                f.flood, f.b_alone.sync.p99_ms
+            ),
+            target: format!("≤ 2 × alone + 10 ms = {bound:.1} ms"),
+            measured: format!(
+                "{:.1} ms ({} of {} answered async)",
+                f.b_under_flood.sync.p99_ms,
+                f.b_under_flood.sync_async_forms,
+                f.b_under_flood.sync.count
+            ),
+            met: f.b_under_flood.sync.p99_ms <= bound,
+        });
+        targets.push(Target {
+            what: "B's async confirm, acceptance to end, p99 under A's flood".into(),
+            target: "≤ 1 s".into(),
+            measured: format!("{:.0} ms", f.b_under_flood.async_completion.p99_ms),
+            met: f.b_under_flood.async_completion.p99_ms <= 1_000.0,
+        });
+        targets.push(Target {
+            what: "A's drain with B / A's drain alone".into(),
+            target: "≥ 0.90".into(),
+            measured: format!(
+                "{:.2} ({:.0}/s of {:.0}/s)",
+                f.a_ratio, f.a_with_b_per_second, f.a_alone_per_second
+            ),
+            met: f.a_ratio >= 0.9,
+        });
+    }
+    if let Some(p) = p {
+        targets.push(Target {
+            what: "bulk pipeline (batch create, PUT, batch confirm) / drain of pre-queued confirms"
+                .into(),
+            target: "≥ 0.90".into(),
+            measured: format!(
+                "{:.2} ({:.0}/s of {:.0}/s)",
+                p.ratio, p.per_second, p.drain_per_second
+            ),
+            met: p.ratio >= 0.9,
+        });
     }
 }
 
@@ -414,7 +470,66 @@ pub fn markdown(r: &Results) -> String {
         if l.digest_matches_sha256sum { "yes" } else { "no" }
     );
     large_sections(&mut md, r);
+    fairness_sections(&mut md, r);
     md
+}
+
+fn fairness_sections(md: &mut String, r: &Results) {
+    if let Some(f) = &r.fairness {
+        let _ = writeln!(
+            md,
+            "\n## Fairness: one namespace's flood against another's confirms\n"
+        );
+        let _ = writeln!(
+            md,
+            "Namespace A confirms {} uploads of {} async from 32 clients; namespace B does a sync confirm and an async confirm every 100 ms; {} worker process(es). Each side also ran alone.\n",
+            f.flood,
+            bytes(f.size_bytes),
+            f.workers
+        );
+        let _ = writeln!(
+            md,
+            "| B | sync confirms | sync p50 | sync p99 | sync max | answered async | async confirms | async p50 | async p99 | async max |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+        let row = |md: &mut String, label: &str, q: &QuietSide| {
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+                q.sync.count,
+                q.sync.p50_ms,
+                q.sync.p99_ms,
+                q.sync.max_ms,
+                q.sync_async_forms,
+                q.async_completion.count,
+                q.async_completion.p50_ms,
+                q.async_completion.p99_ms,
+                q.async_completion.max_ms
+            );
+        };
+        row(md, "alone", &f.b_alone);
+        row(md, "under A's flood", &f.b_under_flood);
+        let _ = writeln!(
+            md,
+            "\nA drained {:.0}/s alone and {:.0}/s while B ran: {:.2}.",
+            f.a_alone_per_second, f.a_with_b_per_second, f.a_ratio
+        );
+    }
+    if let Some(p) = &r.pipeline {
+        let _ = writeln!(md, "\n## The bulk path as a pipeline runs it\n");
+        let _ = writeln!(
+            md,
+            "{} pipelines, each creating {} uploads in one request, PUTting them ({} each) and confirming them in one batch, until {} are confirmed, one worker: {:.1} s, {:.0}/s, {:.2} of the same run's drain of pre-queued single confirms ({:.0}/s).",
+            p.pipelines,
+            p.batch,
+            bytes(p.size_bytes),
+            p.count,
+            p.seconds,
+            p.per_second,
+            p.ratio,
+            p.drain_per_second
+        );
+    }
 }
 
 fn large_sections(md: &mut String, r: &Results) {

@@ -17,6 +17,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use super::ceilings;
+use super::fairness;
 use super::large;
 use super::procs::{self, CpuSnapshot, Proc};
 use super::report::{self, Drain, LargeFile, Latency, Results};
@@ -78,6 +79,18 @@ pub struct SuiteArgs {
     /// pinned to CPU 0 and the worker to CPU 1.
     #[arg(long)]
     pub store_pid: Option<u32>,
+    /// Async confirms namespace A floods in the fairness phases (0 skips them).
+    #[arg(long, default_value_t = 20_000)]
+    pub fairness_flood: usize,
+    /// Worker processes during the fairness phases.
+    #[arg(long, default_value_t = 1)]
+    pub fairness_workers: usize,
+    /// Uploads the bulk pipeline creates, PUTs and batch-confirms (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    pub pipeline: usize,
+    /// Pipelines running side by side, each with one batch of 100 at a time.
+    #[arg(long, default_value_t = 4)]
+    pub pipelines: usize,
     /// WORKER_CONCURRENCY of every worker started (the service's default unless set).
     #[arg(long)]
     pub worker_concurrency: Option<u16>,
@@ -90,7 +103,7 @@ impl Client {
     /// Creates `count` uploads (100 per request) and PUTs distinct random content of `size`
     /// bytes to each; returns their ids in order. `verified` uploads declare their SHA-256
     /// with `enforce_file_hash`, and are PUT with the headers that signs.
-    async fn stage(
+    pub(super) async fn stage(
         &self,
         bucket: &str,
         count: usize,
@@ -150,7 +163,7 @@ impl Client {
 
     /// Confirms each upload, `clients` at once; each answer must have `status`. Returns the
     /// time each confirm request took.
-    async fn confirm_all(
+    pub(super) async fn confirm_all(
         &self,
         bucket: &str,
         ids: &[String],
@@ -199,19 +212,15 @@ impl Run {
         Ok(proc)
     }
 
-    async fn bucket(&self, name: &str) -> anyhow::Result<()> {
+    pub(super) async fn bucket(&self, name: &str) -> anyhow::Result<()> {
+        self.bucket_in(&self.namespace_id, name).await
+    }
+
+    pub(super) async fn bucket_in(&self, namespace_id: &str, name: &str) -> anyhow::Result<()> {
         let id = new_id(IdKind::Bucket);
-        tenancy::insert_bucket(
-            &self.pool,
-            &id,
-            &self.namespace_id,
-            name,
-            None,
-            &json!({}),
-            None,
-        )
-        .await?
-        .with_context(|| format!("bucket {name} exists"))?;
+        tenancy::insert_bucket(&self.pool, &id, namespace_id, name, None, &json!({}), None)
+            .await?
+            .with_context(|| format!("bucket {name} exists"))?;
         Ok(())
     }
 
@@ -230,7 +239,7 @@ impl Run {
 
     /// Polls every `every` until `count` uploads of the bucket are terminal; how long that
     /// took from `since`. The poll is a query on the service's database, so it stays rare.
-    async fn wait_settled(
+    pub(super) async fn wait_settled(
         &self,
         bucket: &str,
         count: usize,
@@ -391,6 +400,8 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let api_addr = procs::free_addr()?;
     let mut api_env = run.env.clone();
     api_env.push(("LISTEN_ADDR".to_owned(), api_addr.to_string()));
+    // The benchmark measures the service, not one organization's rate limit.
+    api_env.push(("RATE_LIMIT_PER_SECOND".to_owned(), "0".to_owned()));
     let mut api = Proc::spawn("api", "api", &api_env, "LISTEN_ADDR", &run.logs).await?;
     api.ready(&http).await?;
     let client = Client::new(
@@ -498,6 +509,53 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         drains.push(drain);
     }
 
+    // One namespace's flood against another's interactive and async confirms.
+    let fairness = if args.fairness_flood > 0 {
+        quiesce(&pool).await?;
+        let b_namespace = admin::create_namespace(&pool, &org, "bench-b").await?;
+        let b = Client::new(
+            http.clone(),
+            &format!("http://{}", api.health),
+            &key,
+            "bench-b",
+        );
+        let figures = fairness::fairness(
+            &mut run,
+            &client,
+            &b,
+            &b_namespace,
+            args.fairness_flood,
+            args.backlog_size,
+            args.fairness_workers,
+        )
+        .await?;
+        Some(figures)
+    } else {
+        None
+    };
+    // The bulk path as a pipeline runs it, against the drain of pre-queued confirms.
+    let reference = drains
+        .iter()
+        .find(|d| d.workers == 1 && !d.hash_verified)
+        .map(|d| d.per_second);
+    let pipeline = match reference {
+        Some(drain) if args.pipeline > 0 => {
+            quiesce(&pool).await?;
+            let figures = fairness::pipeline(
+                &mut run,
+                &client,
+                args.pipeline,
+                args.backlog_size,
+                args.pipelines,
+                drain,
+            )
+            .await?;
+            say(format!("  {figures:?}"));
+            Some(figures)
+        }
+        _ => None,
+    };
+
     // Each dependency alone.
     quiesce(&pool).await?;
     say("ceilings: broker, HeadObject, database");
@@ -599,6 +657,8 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         large,
         curve,
         multipart,
+        fairness,
+        pipeline,
         started.elapsed(),
     );
     let json_path = args.out.join("results.json");

@@ -12,6 +12,7 @@ import datetime
 import enum
 import hashlib
 import json
+import os
 import time
 import uuid
 
@@ -1104,3 +1105,40 @@ def test_422_unknown_body_key(batches_api, raw_http):
     assert response.status_code == 422
     error = ErrorResponse.from_json(response.text)
     assert error.status == 422 and error.success is False and error.error.type
+
+
+def admin(*args):
+    """`upconfirm admin ...` against the server's database; its stdout."""
+    import subprocess
+
+    out = subprocess.run(
+        [os.environ["UPCONFIRM_BIN"], "admin", *args], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def test_429_rate_limited_organization(buckets_api):
+    # An organization of its own, limited to a burst of 2 and one request a second.
+    org = admin("create-org", "--name", f"sdk-limited-{uuid.uuid4().hex[:8]}")
+    admin("create-namespace", "--org", org, "--name", "limited")
+    key = admin("create-key", "--org", org).split()[-1]
+    admin("set-rate-limit", "--org", org, "--per-second", "1", "--burst", "2")
+    limited = BucketsApi(make_client(access_token=key, namespace="limited"))
+    first = limited.list_buckets_with_http_info(list_buckets_request=ListBucketsRequest())
+    assert first.status_code == 200
+    first_headers = {k.lower(): v for k, v in first.headers.items()}
+    assert first_headers["x-ratelimit-limit"] == "2"
+    assert first_headers["x-ratelimit-remaining"] == "1"
+    limited.list_buckets(list_buckets_request=ListBucketsRequest())
+    with pytest.raises(ApiException) as exc_info:
+        limited.list_buckets(list_buckets_request=ListBucketsRequest())
+    error = assert_error(exc_info, 429)
+    assert error.error.type == "TooManyRequestsError"
+    headers = {k.lower(): v for k, v in exc_info.value.headers.items()}
+    assert int(headers["retry-after"]) >= 1
+    assert headers["x-ratelimit-remaining"] == "0"
+    assert int(headers["x-ratelimit-reset"]) >= 1
+    # Other organizations are not held up; the limited one passes again once a token is back.
+    assert buckets_api.list_buckets(list_buckets_request=ListBucketsRequest()) is not None
+    time.sleep(int(headers["retry-after"]) + 0.1)
+    assert limited.list_buckets(list_buckets_request=ListBucketsRequest()) is not None
