@@ -158,8 +158,14 @@ pub struct WorkerConfig {
 
     /// Interactive jobs (sync confirms) one worker process runs at once besides, and that
     /// lane's prefetch: slots of their own, so a waiting client never waits behind bulk.
-    #[arg(long, env = "WORKER_INTERACTIVE_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "WORKER_INTERACTIVE_CONCURRENCY", default_value_t = 64)]
     pub worker_interactive_concurrency: u16,
+
+    /// Bulk jobs one worker process lets read, copy or hash objects at once; the others
+    /// it holds wait their turn. Interactive jobs take no turn: their store requests queue
+    /// behind at most this many bulk jobs' (raise it for a store far away).
+    #[arg(long, env = "WORKER_BULK_STORE_CONCURRENCY", default_value_t = 32)]
+    pub worker_bulk_store_concurrency: u16,
 
     /// How content hashes are obtained.
     #[arg(long, env = "HASH_POLICY", value_enum, default_value_t = HashPolicy::Sha256)]
@@ -232,7 +238,7 @@ pub struct RelayConfig {
     /// Bulk jobs the dispatcher keeps ready in the broker's bulk queue: enough to keep the
     /// workers busy between rounds, few enough that another namespace's next job waits
     /// behind no more than this many.
-    #[arg(long, env = "DISPATCH_QUEUE_DEPTH", default_value_t = 256)]
+    #[arg(long, env = "DISPATCH_QUEUE_DEPTH", default_value_t = 32)]
     pub dispatch_queue_depth: u32,
 }
 

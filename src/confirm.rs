@@ -1,6 +1,6 @@
 //! The confirm pipeline of spec §3.3, as a worker runs it, and the results it records.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use backoff::ExponentialBackoff;
@@ -17,11 +17,12 @@ use crate::domain::{
     UploadStatus,
 };
 use crate::grouping::{GroupError, Grouper};
-use crate::queue::ConfirmJob;
+use crate::queue::{ConfirmJob, Lane};
 use crate::store::confirm::{
     self as finish, BatchDestination, Completion, Finish, Grouped, Verified,
 };
 use crate::store::{tasks, NamespaceRow, UploadRow};
+use crate::turns::FairTurns;
 
 /// The answer to a completed confirmation (`ConfirmUploadResponse`), also the task's outputs.
 pub fn confirm_result(u: &UploadRow) -> Value {
@@ -185,8 +186,17 @@ pub struct Pipeline {
     /// Objects from this size are held by a renewed lease in the database while hashed.
     pub lease_from_bytes: i64,
     pub lease: Duration,
+    /// The bulk lane's grouped steps.
     pub starter: Starter,
     pub committer: Committer,
+    /// The interactive lane's own grouped steps: a sync confirm never waits for a bulk
+    /// group to commit before its own starts.
+    pub interactive_steps: (Starter, Committer),
+    /// Turns at the object store for bulk jobs: only so many bulk jobs read, copy or hash
+    /// at once; the rest wait here, served round-robin over their namespaces. Interactive
+    /// jobs take no turn, so their requests to the store queue behind these few rather
+    /// than behind every bulk job the worker holds.
+    pub bulk_store_turns: Arc<FairTurns>,
 }
 
 /// Renews a task's lease until dropped.
@@ -213,11 +223,13 @@ impl Pipeline {
     pub async fn run(
         &self,
         job: &ConfirmJob,
+        lane: Lane,
         leased: Option<oneshot::Sender<()>>,
     ) -> Result<Ran, Retryable> {
         let request = (job.task_id.clone(), job.upload_id.clone());
         let grouped = self
-            .starter
+            .steps(lane)
+            .0
             .run(request)
             .await
             .map_err(|e| Retryable(e.to_string()))?;
@@ -259,7 +271,7 @@ impl Pipeline {
                 backoff::future::retry_notify(
                     policy,
                     || async {
-                        self.attempt(job, &upload, &namespace, &options, &lease)
+                        self.attempt(job, lane, &upload, &namespace, &options, &lease)
                             .await
                             .map_err(|e| match e {
                                 StepError::Permanent(err) => {
@@ -365,9 +377,18 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The grouped steps a lane's jobs take.
+    fn steps(&self, lane: Lane) -> (&Starter, &Committer) {
+        match lane {
+            Lane::Interactive => (&self.interactive_steps.0, &self.interactive_steps.1),
+            Lane::Bulk => (&self.starter, &self.committer),
+        }
+    }
+
     async fn attempt(
         &self,
         job: &ConfirmJob,
+        lane: Lane,
         upload: &UploadRow,
         namespace: &NamespaceRow,
         options: &ConfirmOptions,
@@ -377,6 +398,10 @@ impl Pipeline {
         // verified version is copied where no presigned URL can overwrite it, and what is
         // hashed and recorded is that copy. An upload in parts is assembled at the confirmed
         // key instead, and a hash-verified one stays where it is: nothing to copy.
+        let store_turn = match lane {
+            Lane::Bulk => Some(self.bulk_store_turns.take(&namespace.id).await),
+            Lane::Interactive => None,
+        };
         let keys = UploadKeys::of(&upload.s3_key);
         let (head, object_key) = match &upload.multipart_upload_id {
             Some(multipart_id) => (
@@ -436,6 +461,8 @@ impl Pipeline {
             }
         }
 
+        drop(store_turn);
+
         // Step 5: quota, checked here and enforced again atomically when usage grows.
         check_quota(namespace, size).map_err(StepError::Permanent)?;
 
@@ -455,7 +482,7 @@ impl Pipeline {
                 upload_id: upload.id.clone(),
                 verified: verified.clone(),
             };
-            self.committer.run(completion).await?
+            self.steps(lane).1.run(completion).await?
         };
         let finished = match grouped {
             Some(finished) => finished,

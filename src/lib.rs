@@ -22,4 +22,5 @@ pub mod startup;
 pub mod store;
 pub mod sweep;
 pub mod telemetry;
+pub mod turns;
 pub mod worker;

@@ -16,6 +16,7 @@ use crate::health::{self, Connected, Health};
 use crate::notify::TaskEvents;
 use crate::queue::{self, Publisher, Topology};
 use crate::store::confirm::BatchDestination;
+use crate::turns::FairTurns;
 use crate::worker::WorkerSettings;
 use crate::{dead_letter, dispatch, relay, store, sweep, worker};
 
@@ -126,6 +127,10 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             lease: config.worker.lease(),
             starter,
             committer,
+            interactive_steps: grouped_steps(&pool),
+            bulk_store_turns: Arc::new(FairTurns::new(usize::from(
+                config.worker.worker_bulk_store_concurrency.max(1),
+            ))),
         };
         let connected = Connected::default();
         if let Some(addr) = config.worker.health_listen_addr {

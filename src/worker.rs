@@ -195,7 +195,7 @@ async fn handle(pipeline: Pipeline, delivery: Delivery, lane: Lane) {
         // A long job tells us once its lease is recorded: from then on the database holds
         // it, and the delivery is settled at once so no acknowledgement timeout applies.
         let (leased_tx, leased_rx) = oneshot::channel();
-        let run = pipeline.run(&job, Some(leased_tx));
+        let run = pipeline.run(&job, lane, Some(leased_tx));
         tokio::pin!(run);
         let mut settled = false;
         let result = tokio::select! {

@@ -2,6 +2,7 @@
 //! and an async confirm every 100 ms, each side also measured alone in the same run; and
 //! the bulk path as an ingest pipeline runs it, against the drain of pre-queued confirms.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -12,7 +13,8 @@ use rand::{RngCore, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::suite::{say, Run};
+use super::procs::CpuSnapshot;
+use super::suite::{quiesce, say, Run};
 use super::{percentile, Client, OCTETS};
 
 /// p50 and p99 of a set of times, in milliseconds.
@@ -46,6 +48,9 @@ pub struct QuietSide {
     pub sync_async_forms: usize,
     /// Async confirms, acceptance to the task's end (the database's clock).
     pub async_completion: Spread,
+    /// The sync confirms' part between acceptance and the task's end (the rest of a sync
+    /// request is the API's).
+    pub sync_task: Spread,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +76,10 @@ pub struct Pipeline {
     /// The same run's drain of pre-queued single confirms (one worker, same size).
     pub drain_per_second: f64,
     pub ratio: f64,
+    /// CPU per upload, by process: creating, PUTting and confirming it.
+    pub cpu_ms_per_upload: BTreeMap<String, f64>,
+    /// CPU per confirmation of that drain, across the machine.
+    pub drain_cpu_ms_per_confirmation: f64,
 }
 
 /// B's pace: one sync and one async confirm every this long.
@@ -92,6 +101,7 @@ async fn quiet_side(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running = FuturesUnordered::new();
     let mut sync_times = Vec::new();
+    let mut sync_tasks = Vec::new();
     let mut async_forms = 0;
     let mut tasks = Vec::new();
     let mut next = 0;
@@ -114,6 +124,9 @@ async fn quiet_side(
             Some(finished) = running.next() => {
                 match finished? {
                     (Some((took, answer)), _) => {
+                        if let Some(task) = answer["task_id"].as_str() {
+                            sync_tasks.push(task.to_owned());
+                        }
                         match answer["status"].as_str() {
                             Some("COMPLETED") => {}
                             Some("PROCESSING") => async_forms += 1,
@@ -129,10 +142,12 @@ async fn quiet_side(
         }
     }
     let completion = completion_times(run, &tasks).await?;
+    let sync_task = completion_times(run, &sync_tasks).await?;
     Ok(QuietSide {
         sync: Spread::of(sync_times),
         sync_async_forms: async_forms,
         async_completion: Spread::of(completion),
+        sync_task: Spread::of(sync_task),
     })
 }
 
@@ -157,11 +172,18 @@ async fn completion_times(run: &Run, tasks: &[String]) -> anyhow::Result<Vec<Dur
     }
 }
 
-/// A's flood: every upload confirmed async by 32 clients, then waited for; the rate from
-/// the first request to the last confirmation's end.
+/// A's flood as a bulk pipeline sends it: every upload confirmed in batch confirms of 100,
+/// 4 requests at a time, then waited for; the rate from the first request to the last
+/// confirmation's end.
 async fn flood(run: &Run, a: &Client, bucket: &str, ids: &[String]) -> anyhow::Result<f64> {
     let t = Instant::now();
-    a.confirm_all(bucket, ids, 32, true, "PROCESSING").await?;
+    futures::stream::iter(ids.chunks(100))
+        .map(|chunk| batch_confirm(a, bucket, chunk))
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>()?;
     let (took, failed) = run
         .wait_settled(bucket, ids.len(), t, Duration::from_millis(200))
         .await?;
@@ -169,6 +191,18 @@ async fn flood(run: &Run, a: &Client, bucket: &str, ids: &[String]) -> anyhow::R
         bail!("{failed} of namespace A's confirmations failed");
     }
     Ok(ids.len() as f64 / took.as_secs_f64())
+}
+
+/// One batch confirm request of these uploads.
+async fn batch_confirm(client: &Client, bucket: &str, ids: &[String]) -> anyhow::Result<()> {
+    let confirmations: Vec<Value> = ids.iter().map(|id| json!({ "upload_id": id })).collect();
+    client
+        .post(&format!("/v1/buckets/{bucket}/uploads/confirm/batch"))
+        .json(&json!({ "confirmations": confirmations }))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
 /// Namespace A floods `flood` async confirms of `size` bytes, alone and while namespace B
@@ -198,6 +232,7 @@ pub(super) async fn fairness(
     let (alone_sync, alone_async) = alone_ids.split_at(100);
     let (flood_sync, flood_async) = flood_ids.split_at(flood_ids.len() / 2);
 
+    quiesce(&run.pool).await?;
     let mut procs = Vec::new();
     for _ in 0..workers {
         procs.push(run.worker().await?);
@@ -209,9 +244,11 @@ pub(super) async fn fairness(
     })
     .await?;
     say(format!("  {b_alone:?}"));
+    quiesce(&run.pool).await?;
     say(format!("fairness: A alone, {flood_size} async confirms"));
     let a_alone = flood(run, a, "fair-a1", &a1).await?;
     say(format!("  {a_alone:.0}/s"));
+    quiesce(&run.pool).await?;
     say("fairness: A's flood while B confirms every 100 ms");
     let flooded = std::sync::atomic::AtomicBool::new(false);
     let a_side = async {
@@ -250,6 +287,7 @@ pub(super) async fn pipeline(
     size: usize,
     pipelines: usize,
     drain_per_second: f64,
+    drain_cpu_ms_per_confirmation: f64,
 ) -> anyhow::Result<Pipeline> {
     const BATCH: usize = 100;
     run.bucket("pipeline").await?;
@@ -261,6 +299,7 @@ pub(super) async fn pipeline(
         "bulk pipeline: {count} uploads of {size} bytes, batches of {BATCH}, {pipelines} pipelines"
     ));
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let cpu_at_start = CpuSnapshot::take()?;
     let t = Instant::now();
     let loops = (0..pipelines).map(|_| async {
         loop {
@@ -289,22 +328,18 @@ pub(super) async fn pipeline(
                 .await
                 .into_iter()
                 .collect::<anyhow::Result<Vec<()>>>()?;
-            let confirmations: Vec<Value> = created
+            let ids: Vec<String> = created
                 .iter()
-                .map(|u| json!({ "upload_id": u["upload_id"] }))
+                .map(|u| u["upload_id"].as_str().unwrap_or_default().to_owned())
                 .collect();
-            client
-                .post("/v1/buckets/pipeline/uploads/confirm/batch")
-                .json(&json!({ "confirmations": confirmations }))
-                .send()
-                .await?
-                .error_for_status()?;
+            batch_confirm(client, "pipeline", &ids).await?;
         }
     });
     futures::future::try_join_all(loops).await?;
     let (took, failed) = run
         .wait_settled("pipeline", count, t, Duration::from_millis(200))
         .await?;
+    let cpu_ms_per_upload = CpuSnapshot::take()?.per_op_since(&cpu_at_start, count);
     worker.stop(Duration::from_secs(30)).await?;
     if failed > 0 {
         bail!("{failed} of the pipeline's confirmations failed");
@@ -319,5 +354,7 @@ pub(super) async fn pipeline(
         per_second,
         drain_per_second,
         ratio: per_second / drain_per_second,
+        cpu_ms_per_upload,
+        drain_cpu_ms_per_confirmation,
     })
 }

@@ -482,7 +482,7 @@ fn fairness_sections(md: &mut String, r: &Results) {
         );
         let _ = writeln!(
             md,
-            "Namespace A confirms {} uploads of {} async from 32 clients; namespace B does a sync confirm and an async confirm every 100 ms; {} worker process(es). Each side also ran alone.\n",
+            "Namespace A confirms {} uploads of {} in batch confirms of 100, 4 requests at a time, as a bulk pipeline does; namespace B does a sync confirm and an async confirm every 100 ms; {} worker process(es). Each side also ran alone.\n",
             f.flood,
             bytes(f.size_bytes),
             f.workers
@@ -528,6 +528,20 @@ fn fairness_sections(md: &mut String, r: &Results) {
             p.per_second,
             p.ratio,
             p.drain_per_second
+        );
+        let all = p.cpu_ms_per_upload.get("all").copied().unwrap_or_default();
+        let by: Vec<String> = p
+            .cpu_ms_per_upload
+            .iter()
+            .filter(|(k, v)| k.as_str() != "all" && **v >= 0.01)
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nEach upload cost {all:.2} ms of CPU across the machine ({}), against {:.2} ms for a confirmation of the drain: the CPU allows the pipeline {:.2} of the drain's rate.",
+            by.join(", "),
+            p.drain_cpu_ms_per_confirmation,
+            if all > 0.0 { p.drain_cpu_ms_per_confirmation / all } else { 0.0 }
         );
     }
 }

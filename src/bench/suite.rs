@@ -321,7 +321,7 @@ fn env_for(args: &SuiteArgs, prefix: &str) -> Vec<(String, String)> {
 /// during the phase, whose CPU would be counted against it; then every file's dirty pages
 /// (the objects just staged in the store) reach the disk, so that the phase's own fsyncs do
 /// not queue behind their writeback.
-async fn quiesce(pool: &PgPool) -> anyhow::Result<()> {
+pub(super) async fn quiesce(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::raw_sql("VACUUM (ANALYZE)").execute(pool).await?;
     if let Err(err) = sqlx::raw_sql("CHECKPOINT").execute(pool).await {
         say(format!("  no CHECKPOINT before the phase ({err})"));
@@ -537,9 +537,17 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let reference = drains
         .iter()
         .find(|d| d.workers == 1 && !d.hash_verified)
-        .map(|d| d.per_second);
+        .map(|d| {
+            (
+                d.per_second,
+                d.cpu_ms_per_confirmation
+                    .get("all")
+                    .copied()
+                    .unwrap_or_default(),
+            )
+        });
     let pipeline = match reference {
-        Some(drain) if args.pipeline > 0 => {
+        Some((drain, drain_cpu)) if args.pipeline > 0 => {
             quiesce(&pool).await?;
             let figures = fairness::pipeline(
                 &mut run,
@@ -548,6 +556,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                 args.backlog_size,
                 args.pipelines,
                 drain,
+                drain_cpu,
             )
             .await?;
             say(format!("  {figures:?}"));
