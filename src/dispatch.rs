@@ -198,7 +198,9 @@ async fn record_backlog(
     let total: i64 = waiting.iter().map(|(_, n)| n).sum();
     ::metrics::gauge!(metrics::LANE_BACKLOG, "lane" => Lane::Bulk.as_str(), "stage" => "waiting")
         .set(total as f64);
-    let direct = outbox::backlog(pool).await? - total;
+    let all = outbox::backlog(pool).await?;
+    ::metrics::gauge!(metrics::OUTBOX_BACKLOG).set(all as f64);
+    let direct = all - total;
     ::metrics::gauge!(metrics::LANE_BACKLOG, "lane" => Lane::Interactive.as_str(), "stage" => "waiting")
         .set(direct as f64);
     for lane in Lane::ALL {

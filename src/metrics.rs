@@ -139,34 +139,27 @@ fn describe() {
 
 /// Counts a job in flight until dropped, however its run ends.
 pub struct InFlight {
-    lane: Option<(&'static str, String)>,
+    lane: &'static str,
+    bucket: String,
 }
 
 impl InFlight {
-    pub fn enter() -> InFlight {
-        metrics::gauge!(IN_FLIGHT).increment(1.0);
-        InFlight { lane: None }
-    }
-
     /// A job of `lane`, for `namespace` when the job names it.
     pub fn enter_lane(lane: &'static str, namespace: Option<&str>) -> InFlight {
         let bucket = namespace.map_or_else(|| "unknown".to_owned(), namespace_bucket);
         metrics::gauge!(IN_FLIGHT).increment(1.0);
         metrics::gauge!(LANE_IN_FLIGHT, "lane" => lane, "namespace_bucket" => bucket.clone())
             .increment(1.0);
-        InFlight {
-            lane: Some((lane, bucket)),
-        }
+        InFlight { lane, bucket }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!(IN_FLIGHT).decrement(1.0);
-        if let Some((lane, bucket)) = self.lane.take() {
-            metrics::gauge!(LANE_IN_FLIGHT, "lane" => lane, "namespace_bucket" => bucket)
-                .decrement(1.0);
-        }
+        let bucket = std::mem::take(&mut self.bucket);
+        metrics::gauge!(LANE_IN_FLIGHT, "lane" => self.lane, "namespace_bucket" => bucket)
+            .decrement(1.0);
     }
 }
 
@@ -195,7 +188,7 @@ mod tests {
         handle();
         confirmations("failed", "unit_test_reason", 1);
         {
-            let _job = InFlight::enter();
+            let _job = InFlight::enter_lane("bulk", Some("ns_unit"));
             assert!(render().contains(&format!("{IN_FLIGHT} 1")));
         }
         metrics::histogram!(CONFIRM_SECONDS, "mode" => "sync", "status" => "200").record(0.003);

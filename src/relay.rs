@@ -41,10 +41,6 @@ pub async fn run(
                 }
             }
         }
-        match crate::store::outbox::backlog(&pool).await {
-            Ok(n) => metrics::gauge!(crate::metrics::OUTBOX_BACKLOG).set(n as f64),
-            Err(err) => tracing::debug!(error = %err, "outbox backlog not read"),
-        }
     }
 }
 

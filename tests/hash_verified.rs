@@ -12,24 +12,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// The value of a counter on the API's `/metrics` (0 when not yet recorded).
-async fn counter(app: &TestApp, series: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(name, _)| *name == series)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// PUTs `bytes` with exactly the headers the upload says the PUT must send.
 async fn put_with_headers(app: &TestApp, created: &Value, bytes: &[u8]) -> (StatusCode, String) {
     let headers: BTreeMap<String, String> =
@@ -82,7 +64,7 @@ async fn a_hash_verified_confirm_reads_no_bytes_and_answers_the_declared_hash() 
     let (status, text) = put_with_headers(&app, &created, &bytes).await;
     assert_eq!(status, StatusCode::OK, "{text}");
 
-    let before = counter(&app, HASHED).await;
+    let before = app.metric(HASHED).await;
     let id = str_field(&created, "upload_id");
     let (status, body) = app.confirm(&bucket, id, "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -90,7 +72,7 @@ async fn a_hash_verified_confirm_reads_no_bytes_and_answers_the_declared_hash() 
     assert_eq!(body["file_hash"], json!(hash), "{body}");
     assert_eq!(body["file_size_bytes"], 300_000, "{body}");
     assert_eq!(
-        counter(&app, HASHED).await,
+        app.metric(HASHED).await,
         before,
         "a hash-verified confirm reads no bytes"
     );
@@ -128,7 +110,7 @@ async fn a_hash_verified_confirm_reads_no_bytes_and_answers_the_declared_hash() 
     let (status, body) = app.confirm(&bucket, &plain_id, "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["file_hash"], json!(sha256_hex(&plain)), "{body}");
-    assert_eq!(counter(&app, HASHED).await, before + 70_000.0);
+    assert_eq!(app.metric(HASHED).await, before + 70_000.0);
     app.stop().await;
 }
 
