@@ -204,41 +204,73 @@ pub fn item_result(status: TaskStatus, error: Option<&str>, outputs: &Value) -> 
     }
 }
 
-/// Records the end of `child_task_id` on every open item following it; returns the parents
-/// touched, locked, in id order. Called in the transaction that ended the child.
+/// Records the ends of these confirmations (task id, item result) on every open item
+/// following them; returns the parents touched, locked, in id order. Called in the
+/// transaction that ended the children, as late as it can be: a parent's row lock is held
+/// to commit, and orders its items' settlements so that exactly one sees the last.
 pub async fn settle(
     conn: &mut PgConnection,
-    child_task_id: &str,
-    result: &Value,
+    ended: &[(String, Value)],
 ) -> sqlx::Result<Vec<String>> {
+    if ended.is_empty() {
+        return Ok(Vec::new());
+    }
+    let children: Vec<&str> = ended.iter().map(|(t, _)| t.as_str()).collect();
     let parents: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT parent_task_id FROM batch_confirm_items
-         WHERE child_task_id = $1 AND result IS NULL ORDER BY parent_task_id",
+         WHERE child_task_id = ANY($1) AND result IS NULL",
     )
-    .bind(child_task_id)
+    .bind(&children)
     .fetch_all(&mut *conn)
     .await?;
-    for parent in &parents {
-        // The parent's row lock orders its items' settlements, so exactly one sees the last.
-        sqlx::query(
-            "UPDATE tasks SET status = CASE WHEN status = 'QUEUED' THEN 'IN_PROGRESS' ELSE status END,
-                updated_at = now()
-             WHERE id = $1",
-        )
-        .bind(parent)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "UPDATE batch_confirm_items SET result = jsonb_build_object('upload_id', upload_id) || $3
-             WHERE parent_task_id = $1 AND child_task_id = $2 AND result IS NULL",
-        )
-        .bind(parent)
-        .bind(child_task_id)
-        .bind(result)
-        .execute(&mut *conn)
-        .await?;
+    if parents.is_empty() {
+        return Ok(parents);
     }
+    // Locked in id order, whatever order the group's items came in.
+    let parents: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&parents)
+            .fetch_all(&mut *conn)
+            .await?;
+    sqlx::query(
+        "UPDATE tasks SET status = CASE WHEN status = 'QUEUED' THEN 'IN_PROGRESS' ELSE status END,
+            updated_at = now()
+         WHERE id = ANY($1)",
+    )
+    .bind(&parents)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE batch_confirm_items i SET result = jsonb_build_object('upload_id', i.upload_id) || v.result
+         FROM unnest($1::text[], $2::jsonb[]) AS v(child_task_id, result)
+         WHERE i.child_task_id = v.child_task_id AND i.result IS NULL AND i.parent_task_id = ANY($3)",
+    )
+    .bind(&children)
+    .bind(ended.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>())
+    .bind(&parents)
+    .execute(&mut *conn)
+    .await?;
     Ok(parents)
+}
+
+/// Ends those of `parents` (locked by [`settle`]) that have no open item left, reading each
+/// one's results only then.
+pub async fn finalize_done(conn: &mut PgConnection, parents: &[String]) -> sqlx::Result<()> {
+    if parents.is_empty() {
+        return Ok(());
+    }
+    let done: Vec<String> = sqlx::query_scalar(
+        "SELECT p FROM unnest($1::text[]) AS p
+         WHERE NOT EXISTS (SELECT 1 FROM batch_confirm_items WHERE parent_task_id = p AND result IS NULL)
+         ORDER BY p",
+    )
+    .bind(parents)
+    .fetch_all(&mut *conn)
+    .await?;
+    for parent in &done {
+        finalize_if_done(conn, parent).await?;
+    }
+    Ok(())
 }
 
 /// Ends the parent when none of its items is open: `COMPLETED` when all succeeded,

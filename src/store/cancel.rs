@@ -118,7 +118,7 @@ async fn cancel_confirmation(
         .execute(&mut *conn)
         .await?;
     let result = batch_confirm::item_result(TaskStatus::Canceled, Some(CANCELED_ERROR), &outputs);
-    batch_confirm::settle(conn, task_id, &result)
+    batch_confirm::settle(conn, &[(task_id.to_owned(), result)])
         .await
         .map(Some)
 }

@@ -473,21 +473,6 @@ pub async fn complete_many(
             ended.len()
         )));
     }
-    let outputs_of: HashMap<&str, &Value> = ending.iter().map(|(t, o)| (t.as_str(), o)).collect();
-    for (task_id, has_parents) in &ended {
-        if !has_parents {
-            continue;
-        }
-        let outputs = outputs_of
-            .get(task_id.as_str())
-            .copied()
-            .unwrap_or(&Value::Null);
-        let result = batch_confirm::item_result(TaskStatus::Completed, None, outputs);
-        for parent in batch_confirm::settle(&mut tx, task_id, &result).await? {
-            batch_confirm::finalize_if_done(&mut tx, &parent).await?;
-        }
-    }
-
     // Usage grows by each new object, on the ledger: a namespace under a quota sends the
     // whole group back to be finished one by one.
     let stored = &created;
@@ -516,6 +501,24 @@ pub async fn complete_many(
             return Ok(Grouped::OneByOne);
         }
     }
+
+    // Batch confirmations following these record their items' results in one pass, last:
+    // their parents' row locks are held from here to the commit.
+    let outputs_of: HashMap<&str, &Value> = ending.iter().map(|(t, o)| (t.as_str(), o)).collect();
+    let items: Vec<(String, Value)> = ended
+        .iter()
+        .filter(|(_, has_parents)| *has_parents)
+        .map(|(task_id, _)| {
+            let outputs = outputs_of
+                .get(task_id.as_str())
+                .copied()
+                .unwrap_or(&Value::Null);
+            let result = batch_confirm::item_result(TaskStatus::Completed, None, outputs);
+            (task_id.clone(), result)
+        })
+        .collect();
+    let parents = batch_confirm::settle(&mut tx, &items).await?;
+    batch_confirm::finalize_done(&mut tx, &parents).await?;
     tx.commit().await?;
     Ok(Grouped::Done(
         group
@@ -569,9 +572,8 @@ pub async fn finish_task(
         return Ok(true);
     }
     let result = batch_confirm::item_result(status, error, outputs);
-    for parent in batch_confirm::settle(conn, task_id, &result).await? {
-        batch_confirm::finalize_if_done(conn, &parent).await?;
-    }
+    let parents = batch_confirm::settle(conn, &[(task_id.to_owned(), result)]).await?;
+    batch_confirm::finalize_done(conn, &parents).await?;
     Ok(true)
 }
 
