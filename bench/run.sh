@@ -26,6 +26,10 @@ set +a
 trap 'kill "$(cat "$work/garage/pid")" 2> /dev/null || true; sleep 1; rm -rf "$work/garage/data" "$work/garage/meta"' EXIT
 
 export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upconfirm_bench}
+# The store shares this machine's CPUs with the service: bulk work yields its store turns
+# to a waiting client's (README, WORKER_BULK_STORE_YIELD), as a one-machine deployment
+# should be configured. RESULTS.md says which value ran.
+export WORKER_BULK_STORE_YIELD=${WORKER_BULK_STORE_YIELD:-1}
 psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${DATABASE_URL##*/}" > /dev/null
 
 target/release/upconfirm bench suite --store-pid "$(cat "$work/garage/pid")" \

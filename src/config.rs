@@ -167,6 +167,14 @@ pub struct WorkerConfig {
     #[arg(long, env = "WORKER_BULK_STORE_CONCURRENCY", default_value_t = 32)]
     pub worker_bulk_store_concurrency: u16,
 
+    /// Of those, how many bulk jobs keep reading, copying or hashing while an interactive
+    /// job of the same worker runs; the rest wait until none does. Lower it where the
+    /// store shares CPUs with the service (one machine): a waiting client's requests then
+    /// reach a store, and CPUs, that bulk work is not saturating. Against a store far
+    /// away it only slows bulk work while clients wait, so by default bulk keeps them all.
+    #[arg(long, env = "WORKER_BULK_STORE_YIELD", default_value_t = 32)]
+    pub worker_bulk_store_yield: u16,
+
     /// How content hashes are obtained.
     #[arg(long, env = "HASH_POLICY", value_enum, default_value_t = HashPolicy::Sha256)]
     pub hash_policy: HashPolicy,
@@ -235,9 +243,10 @@ pub struct RelayConfig {
     #[arg(long, env = "RELAY_MIN_AGE_MS", default_value_t = 2_000)]
     pub relay_min_age_ms: u64,
 
-    /// Bulk jobs the dispatcher keeps ready in the broker's bulk queue: enough to keep the
-    /// workers busy between rounds, few enough that another namespace's next job waits
-    /// behind no more than this many.
+    /// Most bulk jobs the dispatcher keeps ready in the broker's bulk queue. Below it, the
+    /// dispatcher keeps about 100 ms of work ready at the rate the workers take jobs (at
+    /// least 8): enough to keep them busy between rounds, few enough that another
+    /// namespace's next job waits behind no more than that.
     #[arg(long, env = "DISPATCH_QUEUE_DEPTH", default_value_t = 32)]
     pub dispatch_queue_depth: u32,
 }

@@ -226,6 +226,8 @@ impl Pipeline {
         lane: Lane,
         leased: Option<oneshot::Sender<()>>,
     ) -> Result<Ran, Retryable> {
+        // While a client waits on this one, bulk jobs hold back their store work.
+        let _yielding = (lane == Lane::Interactive).then(|| self.bulk_store_turns.interactive());
         let request = (job.task_id.clone(), job.upload_id.clone());
         let grouped = self
             .steps(lane)

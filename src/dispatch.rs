@@ -3,9 +3,9 @@
 //!
 //! Bulk jobs (async and batch confirms) are committed to the outbox with their namespace
 //! and are not published by the API. The dispatcher keeps the broker's bulk queue short
-//! (at most `DISPATCH_QUEUE_DEPTH` jobs ready) and refills it round-robin over the
-//! namespaces that have jobs waiting, so a namespace with a backlog of 100,000 puts at
-//! most a queue's depth in front of another namespace's next job. The backlog itself
+//! (about 100 ms of work ready, at most `DISPATCH_QUEUE_DEPTH` jobs) and refills it
+//! round-robin over the namespaces that have jobs waiting, so a namespace with a backlog
+//! of 100,000 puts at most a queue's depth in front of another namespace's next job. The backlog itself
 //! waits in PostgreSQL, where it is counted, canceled and capped.
 //!
 //! Any number of relays run it; an advisory lock gives one of them the turn at a time,
@@ -62,10 +62,15 @@ pub async fn run(
     let idle = Duration::from_millis(cfg.relay_interval_ms);
     let mut last_gauges = Instant::now() - GAUGE_INTERVAL;
     let mut shown = Vec::new();
+    let mut pace = Pace::default();
     loop {
-        let round = dispatch(&pool, &publisher, cfg.dispatch_queue_depth).await;
+        let depth = pace.depth(Instant::now(), cfg.dispatch_queue_depth);
+        let round = dispatch(&pool, &publisher, depth).await;
         match &round {
-            Ok(Round::Published(n)) => tracing::debug!(published = n, "dispatched bulk jobs"),
+            Ok(Round::Published(n)) => {
+                pace.record(Instant::now(), *n);
+                tracing::debug!(published = n, depth, "dispatched bulk jobs")
+            }
             Err(err) => tracing::warn!(error = ?err, "dispatch round failed; will retry"),
             Ok(_) => {}
         }
@@ -87,6 +92,45 @@ pub async fn run(
             () = wake.notified() => {}
             () = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// How many jobs the bulk queue should hold: about [`Pace::AHEAD`] of work at the rate the
+/// dispatcher has been publishing (in steady state, the rate the workers take them), at
+/// least [`Pace::MIN_DEPTH`] and at most the configured depth. Another namespace's next job
+/// then waits behind about that long of others' jobs in the queue whatever the drain rate,
+/// and the workers, who hold their own prefetch besides, never run dry between rounds.
+#[derive(Debug, Default)]
+struct Pace {
+    published: VecDeque<(Instant, usize)>,
+}
+
+impl Pace {
+    const AHEAD: Duration = Duration::from_millis(100);
+    const WINDOW: Duration = Duration::from_secs(2);
+    const MIN_DEPTH: u32 = 8;
+
+    fn record(&mut self, now: Instant, published: usize) {
+        self.published.push_back((now, published));
+        while self
+            .published
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > Pace::WINDOW)
+        {
+            self.published.pop_front();
+        }
+    }
+
+    fn depth(&self, now: Instant, max: u32) -> u32 {
+        let recent: usize = self
+            .published
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) <= Pace::WINDOW)
+            .map(|(_, n)| n)
+            .sum();
+        let per_second = recent as f64 / Pace::WINDOW.as_secs_f64();
+        let ahead = (per_second * Pace::AHEAD.as_secs_f64()).ceil() as u32;
+        ahead.clamp(Pace::MIN_DEPTH.min(max), max)
     }
 }
 
@@ -282,5 +326,26 @@ mod tests {
         assert_eq!(pause_after(&Ok(Round::Idle), idle), idle);
         assert!(pause_after(&Ok(Round::QueueFull), idle) < Duration::from_millis(100));
         assert!(pause_after(&Err(anyhow::anyhow!("x")), idle) >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_queue_holds_about_a_tenth_of_a_second_of_work() {
+        let start = Instant::now();
+        let mut pace = Pace::default();
+        assert_eq!(pace.depth(start, 32), 8, "idle: the least depth");
+        assert_eq!(pace.depth(start, 4), 4, "never above the configured depth");
+        // 150 jobs a second for two seconds: 15 ahead.
+        for i in 0..20 {
+            pace.record(start + Duration::from_millis(100 * i), 15);
+        }
+        let now = start + Duration::from_millis(1_950);
+        assert_eq!(pace.depth(now, 32), 15);
+        // 1,000 a second: capped at the configured depth.
+        for i in 0..20 {
+            pace.record(now + Duration::from_millis(100 * i), 100);
+        }
+        assert_eq!(pace.depth(now + Duration::from_millis(1_950), 32), 32);
+        // Once publishing stops, the depth falls back as the window empties.
+        assert_eq!(pace.depth(now + Duration::from_secs(10), 32), 8);
     }
 }

@@ -128,9 +128,10 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             starter,
             committer,
             interactive_steps: grouped_steps(&pool),
-            bulk_store_turns: Arc::new(FairTurns::new(usize::from(
-                config.worker.worker_bulk_store_concurrency.max(1),
-            ))),
+            bulk_store_turns: Arc::new(FairTurns::new(
+                usize::from(config.worker.worker_bulk_store_concurrency.max(1)),
+                usize::from(config.worker.worker_bulk_store_yield.max(1)),
+            )),
         };
         let connected = Connected::default();
         if let Some(addr) = config.worker.health_listen_addr {

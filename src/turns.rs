@@ -14,11 +14,27 @@ pub struct FairTurns {
 
 #[derive(Default)]
 struct State {
-    free: usize,
+    /// Turns in all, and the fewer that bulk jobs keep while an interactive job runs.
+    turns: usize,
+    yielding: usize,
+    /// Turns handed out and not given back yet.
+    held: usize,
+    /// Interactive jobs running.
+    interactive: usize,
     /// Waiters by namespace, oldest first.
     waiting: BTreeMap<String, VecDeque<oneshot::Sender<()>>>,
     /// Namespaces with waiters, in the order their next turn comes.
     order: VecDeque<String>,
+}
+
+impl State {
+    fn limit(&self) -> usize {
+        if self.interactive > 0 {
+            self.yielding
+        } else {
+            self.turns
+        }
+    }
 }
 
 /// A turn, given back when dropped.
@@ -29,6 +45,20 @@ pub struct Turn<'a> {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.turns.give_back();
+    }
+}
+
+/// An interactive job running: while any is, bulk jobs take no more than the yielding
+/// number of turns, so its own requests to the store queue behind few.
+pub struct Yielding<'a> {
+    turns: &'a FairTurns,
+}
+
+impl Drop for Yielding<'_> {
+    fn drop(&mut self) {
+        let mut state = self.turns.lock();
+        state.interactive -= 1;
+        FairTurns::hand_out(&mut state);
     }
 }
 
@@ -50,10 +80,12 @@ impl Drop for Waiting<'_> {
 }
 
 impl FairTurns {
-    pub fn new(turns: usize) -> FairTurns {
+    /// `turns` at once; `yielding` of them while an interactive job runs.
+    pub fn new(turns: usize, yielding: usize) -> FairTurns {
         FairTurns {
             state: Mutex::new(State {
-                free: turns,
+                turns,
+                yielding: yielding.min(turns),
                 ..State::default()
             }),
         }
@@ -68,8 +100,8 @@ impl FairTurns {
         loop {
             let rx = {
                 let mut state = self.lock();
-                if state.free > 0 && state.order.is_empty() {
-                    state.free -= 1;
+                if state.held < state.limit() && state.order.is_empty() {
+                    state.held += 1;
                     return Turn { turns: self };
                 }
                 let (tx, rx) = oneshot::channel();
@@ -93,10 +125,24 @@ impl FairTurns {
         }
     }
 
-    /// Hands a turn to the next namespace in line, else keeps it free.
+    /// Marks an interactive job running until the guard is dropped.
+    pub fn interactive(&self) -> Yielding<'_> {
+        self.lock().interactive += 1;
+        Yielding { turns: self }
+    }
+
     fn give_back(&self) {
         let mut state = self.lock();
-        while let Some(namespace) = state.order.pop_front() {
+        state.held -= 1;
+        FairTurns::hand_out(&mut state);
+    }
+
+    /// Hands the turns under the limit to the next namespaces in line.
+    fn hand_out(state: &mut State) {
+        while state.held < state.limit() {
+            let Some(namespace) = state.order.pop_front() else {
+                return;
+            };
             let Some(queue) = state.waiting.get_mut(&namespace) else {
                 continue;
             };
@@ -108,16 +154,16 @@ impl FairTurns {
             }
             if let Some(tx) = next {
                 if tx.send(()).is_ok() {
-                    return;
+                    state.held += 1;
                 }
             }
         }
-        state.free += 1;
     }
 
     /// Turns free now (for tests and metrics).
     pub fn free(&self) -> usize {
-        self.lock().free
+        let state = self.lock();
+        state.limit().saturating_sub(state.held)
     }
 }
 
@@ -130,7 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn turns_go_round_robin_over_namespaces() {
-        let turns = Arc::new(FairTurns::new(1));
+        let turns = Arc::new(FairTurns::new(1, 1));
         let held = turns.take("a").await;
         let served = Arc::new(Mutex::new(Vec::new()));
         let mut waiters = Vec::new();
@@ -157,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_given_up_loses_no_turn() {
-        let turns = FairTurns::new(2);
+        let turns = FairTurns::new(2, 2);
         let first = turns.take("a").await;
         let second = turns.take("a").await;
         assert_eq!(turns.free(), 0);
@@ -170,5 +216,37 @@ mod tests {
         drop(second);
         drop(third);
         assert_eq!(turns.free(), 2);
+    }
+
+    #[tokio::test]
+    async fn bulk_yields_turns_while_an_interactive_job_runs() {
+        let turns = Arc::new(FairTurns::new(4, 1));
+        let held = [turns.take("a").await, turns.take("a").await];
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let yielding = turns.interactive();
+        assert_eq!(turns.free(), 0, "two held, one allowed");
+        let mut waiters = Vec::new();
+        for _ in 0..3 {
+            let (turns, waiting) = (turns.clone(), waiting.clone());
+            waiters.push(tokio::spawn(async move {
+                let _turn = turns.take("b").await;
+                waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }));
+        }
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            waiting.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "only one turn while the interactive job runs"
+        );
+        drop(yielding);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(waiting.load(std::sync::atomic::Ordering::SeqCst), 3);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(turns.free(), 4, "every turn came back");
     }
 }

@@ -159,15 +159,18 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
 
     let ids = pending_uploads(&app, &flooded, FLOOD).await;
     let chunks: Vec<&[String]> = ids.chunks(100).collect();
-    stream::iter(chunks)
-        .for_each_concurrent(4, |chunk| {
+    let parents: Vec<String> = stream::iter(chunks)
+        .map(|chunk| {
             let app = &app;
             let flooded = &flooded;
             async move {
                 let (status, body) = app.batch_confirm_ids(flooded, chunk).await;
                 assert_eq!(status, StatusCode::OK, "{body}");
+                str_field(&body, "task_id").to_owned()
             }
         })
+        .buffer_unordered(4)
+        .collect()
         .await;
     let backlog_before = open_in(&app, &app.namespace_id).await;
     assert!(
@@ -249,6 +252,24 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
             .await
             .unwrap();
     assert_eq!(failed, FLOOD as i64, "each of A's confirmations ended once");
+    // Each batch ended once its last item did, with every item's result, although its
+    // items ended in many groups, some at the same time.
+    let ended: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT status, (outputs->>'total')::bigint, (outputs->>'failed')::bigint
+         FROM tasks WHERE id = ANY($1)",
+    )
+    .bind(&parents)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(ended.len(), parents.len());
+    for (status, total, failed) in &ended {
+        assert_eq!(
+            (status.as_str(), *total, *failed),
+            ("FAILED", 100, 100),
+            "a batch of 100 whose items all failed"
+        );
+    }
     // Jobs delivered for the first time, as this process's worker counted them: A's and
     // B's one async confirm, each handed to the broker once, whichever relay had the turn.
     let delivered = app
@@ -267,11 +288,11 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
 
 #[tokio::test]
 async fn a_namespace_past_its_backlog_cap_is_told_to_retry() {
-    // No worker: bulk jobs stay queued. The dispatcher hands 10 to the broker; the rest
+    // No worker: bulk jobs stay queued. The dispatcher hands 8 to the broker; the rest
     // wait in the outbox, where the cap counts them.
     let app = TestApp::spawn_components(API_ONLY, |c| {
         c.confirm.namespace_backlog_cap = 150;
-        c.relay.dispatch_queue_depth = 10;
+        c.relay.dispatch_queue_depth = 8;
         c.api.sync_wait_ms = 300;
     })
     .await;
@@ -284,7 +305,7 @@ async fn a_namespace_past_its_backlog_cap_is_told_to_retry() {
     common::wait_for(
         "the dispatcher to fill the queue",
         Duration::from_secs(10),
-        || async { app.confirm_queue_depth().await == 10 },
+        || async { app.confirm_queue_depth().await == 8 },
     )
     .await;
     // Counts are read afresh after a second.
@@ -308,7 +329,7 @@ async fn a_namespace_past_its_backlog_cap_is_told_to_retry() {
         body["error"]["details"]["reason"], "namespace_backlog_full",
         "{body}"
     );
-    assert_eq!(body["error"]["details"]["waiting"], 90, "{body}");
+    assert_eq!(body["error"]["details"]["waiting"], 92, "{body}");
     assert!(
         retry_after.is_some_and(|s| s >= 1),
         "Retry-After: {retry_after:?}"
@@ -323,9 +344,9 @@ async fn a_namespace_past_its_backlog_cap_is_told_to_retry() {
     assert_eq!(untouched, 100, "a refused batch recorded nothing");
 
     // What fits under the cap is accepted; one more async confirm is not.
-    let (status, third) = app.batch_confirm_ids(&bucket, &ids[200..260]).await;
+    let (status, third) = app.batch_confirm_ids(&bucket, &ids[200..258]).await;
     assert_eq!(status, StatusCode::OK, "{third}");
-    let (status, body) = app.confirm(&bucket, &ids[260], "async=true", None).await;
+    let (status, body) = app.confirm(&bucket, &ids[258], "async=true", None).await;
     assert_error(status, &body, 429, "TooManyRequestsError");
     let waiting: i64 = sqlx::query_scalar(upconfirm::store::outbox::WAITING_BULK_JOBS)
         .fetch_one(&app.pool)
@@ -344,12 +365,12 @@ async fn a_namespace_past_its_backlog_cap_is_told_to_retry() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(waiting, 90, "the canceled batch's 60 jobs left the outbox");
+    assert_eq!(waiting, 92, "the canceled batch's 58 jobs left the outbox");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let (status, body) = app.confirm(&bucket, &ids[262], "async=true", None).await;
+    let (status, body) = app.confirm(&bucket, &ids[260], "async=true", None).await;
     assert_eq!(status, StatusCode::OK, "room again under the cap: {body}");
     // A sync confirm is interactive work, outside the cap (accepted; no worker runs it).
-    let (status, body) = app.confirm(&bucket, &ids[261], "", None).await;
+    let (status, body) = app.confirm(&bucket, &ids[259], "", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "PROCESSING", "{body}");
 

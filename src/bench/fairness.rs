@@ -58,6 +58,8 @@ pub struct Fairness {
     pub flood: usize,
     pub size_bytes: usize,
     pub workers: usize,
+    /// `WORKER_BULK_STORE_YIELD` as the workers got it (unset: the default).
+    pub bulk_store_yield: Option<String>,
     pub b_alone: QuietSide,
     pub b_under_flood: QuietSide,
     pub a_alone_per_second: f64,
@@ -269,6 +271,7 @@ pub(super) async fn fairness(
         flood: flood_size,
         size_bytes: size,
         workers,
+        bulk_store_yield: std::env::var("WORKER_BULK_STORE_YIELD").ok(),
         b_alone,
         b_under_flood,
         a_alone_per_second: a_alone,

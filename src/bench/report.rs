@@ -482,10 +482,13 @@ fn fairness_sections(md: &mut String, r: &Results) {
         );
         let _ = writeln!(
             md,
-            "Namespace A confirms {} uploads of {} in batch confirms of 100, 4 requests at a time, as a bulk pipeline does; namespace B does a sync confirm and an async confirm every 100 ms; {} worker process(es). Each side also ran alone.\n",
+            "Namespace A confirms {} uploads of {} in batch confirms of 100, 4 requests at a time, as a bulk pipeline does; namespace B does a sync confirm and an async confirm every 100 ms; {} worker process(es), with `WORKER_BULK_STORE_YIELD` {}. Each side also ran alone.\n",
             f.flood,
             bytes(f.size_bytes),
-            f.workers
+            f.workers,
+            f.bulk_store_yield
+                .as_deref()
+                .map_or("at its default".to_owned(), |y| format!("= {y}"))
         );
         let _ = writeln!(
             md,
