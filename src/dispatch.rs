@@ -5,8 +5,8 @@
 //! and are not published by the API. The dispatcher keeps the broker's bulk queue short
 //! (about 100 ms of work ready, at most `DISPATCH_QUEUE_DEPTH` jobs) and refills it
 //! round-robin over the namespaces that have jobs waiting, so a namespace with a backlog
-//! of 100,000 puts at most a queue's depth in front of another namespace's next job. The backlog itself
-//! waits in PostgreSQL, where it is counted, canceled and capped.
+//! of 100,000 puts at most a queue's depth in front of another namespace's next job. The
+//! backlog itself waits in PostgreSQL, where it is counted, canceled and capped.
 //!
 //! Any number of relays run it; an advisory lock gives one of them the turn at a time,
 //! so the queue's depth is read and filled by one process. The lock is a transaction's:

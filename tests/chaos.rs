@@ -52,8 +52,15 @@ struct Run {
     workers: Vec<WorkerProcess>,
 }
 
+/// Few bulk store turns, and bulk keeping one of them while a sync confirm runs: the
+/// scenarios mix sync confirms in, so the yield is taken and given back under every fault.
 fn worker_env() -> Vec<(&'static str, &'static str)> {
-    vec![("WORKER_DRAIN_SECONDS", "10"), ("WORKER_CONCURRENCY", "8")]
+    vec![
+        ("WORKER_DRAIN_SECONDS", "10"),
+        ("WORKER_CONCURRENCY", "8"),
+        ("WORKER_BULK_STORE_CONCURRENCY", "4"),
+        ("WORKER_BULK_STORE_YIELD", "1"),
+    ]
 }
 
 impl Run {

@@ -216,9 +216,13 @@ pub async fn settle(
         return Ok(Vec::new());
     }
     let children: Vec<&str> = ended.iter().map(|(t, _)| t.as_str()).collect();
+    // The parents with an item following these, locked in id order whatever order the
+    // group's items came in.
     let parents: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT parent_task_id FROM batch_confirm_items
-         WHERE child_task_id = ANY($1) AND result IS NULL",
+        "SELECT id FROM tasks WHERE id IN (
+             SELECT parent_task_id FROM batch_confirm_items
+             WHERE child_task_id = ANY($1) AND result IS NULL)
+         ORDER BY id FOR UPDATE",
     )
     .bind(&children)
     .fetch_all(&mut *conn)
@@ -226,12 +230,6 @@ pub async fn settle(
     if parents.is_empty() {
         return Ok(parents);
     }
-    // Locked in id order, whatever order the group's items came in.
-    let parents: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&parents)
-            .fetch_all(&mut *conn)
-            .await?;
     sqlx::query(
         "UPDATE tasks SET status = CASE WHEN status = 'QUEUED' THEN 'IN_PROGRESS' ELSE status END,
             updated_at = now()
