@@ -2,7 +2,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    upconfirm::telemetry::init();
+    upconfirm::service::telemetry::init();
     let cli = upconfirm::cli::Cli::parse();
     match upconfirm::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -64,7 +64,7 @@ fn ours(app: &TestApp) -> Tenant {
 }
 
 async fn limit(app: &TestApp, org_id: &str, per_second: f64, burst: f64) {
-    upconfirm::admin::set_rate_limit(&app.pool, org_id, Some(Limit { per_second, burst }))
+    upconfirm::cli::admin::set_rate_limit(&app.pool, org_id, Some(Limit { per_second, burst }))
         .await
         .expect("set the rate limit");
 }
@@ -320,7 +320,7 @@ async fn the_bucket_refills_with_elapsed_time_up_to_its_burst() {
             .unwrap(),
         None
     );
-    upconfirm::admin::set_rate_limit(&app.pool, &org, None)
+    upconfirm::cli::admin::set_rate_limit(&app.pool, &org, None)
         .await
         .unwrap();
     state(1.5, 0).await;

@@ -64,7 +64,7 @@ async fn revoked_key_is_unauthorized() {
     let bucket = bucket_name("revoke");
     app.create_bucket(&bucket).await;
     let path = format!("/v1/buckets/{bucket}");
-    let key = upconfirm::admin::create_api_key(&app.pool, &app.org_id)
+    let key = upconfirm::cli::admin::create_api_key(&app.pool, &app.org_id)
         .await
         .expect("key");
     assert!(key.starts_with("sk_"), "{key}");
@@ -73,7 +73,7 @@ async fn revoked_key_is_unauthorized() {
         send(app.request_as(Method::GET, &path, Some(&key), Some(&app.namespace))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    assert!(upconfirm::admin::revoke_api_key(&app.pool, &key)
+    assert!(upconfirm::cli::admin::revoke_api_key(&app.pool, &key)
         .await
         .expect("revoke"));
     let (status, body) =

@@ -10,7 +10,7 @@ use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions}
 use lapin::types::FieldTable;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use upconfirm::config::SweepConfig;
+use upconfirm::service::config::SweepConfig;
 
 async fn confirmed_object(app: &TestApp, bucket: &str, name: &str) -> String {
     let (id, _) = app
@@ -277,11 +277,11 @@ async fn sweepers_side_by_side_fail_each_upload_once() {
         expiry_sweep_interval_seconds: 1,
         expiry_delete_objects: false,
     };
-    let rounds = (0..4).map(|_| upconfirm::sweep::sweep_once(&app.pool, app.blob(), &cfg));
+    let rounds = (0..4).map(|_| upconfirm::worker::sweep::sweep_once(&app.pool, app.blob(), &cfg));
     let reports = futures::future::join_all(rounds).await;
     let total: u64 = reports.iter().map(|r| r.as_ref().unwrap().expired).sum();
     assert_eq!(total, 40, "{reports:?}");
-    let again = upconfirm::sweep::sweep_once(&app.pool, app.blob(), &cfg)
+    let again = upconfirm::worker::sweep::sweep_once(&app.pool, app.blob(), &cfg)
         .await
         .unwrap();
     assert_eq!(again.expired, 0);

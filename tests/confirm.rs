@@ -444,7 +444,7 @@ async fn concurrent_confirms_agree_on_one_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_etag_hash_policy_reads_no_bytes_and_still_deduplicates() {
     let app = TestApp::spawn_with(|cfg| {
-        cfg.worker.hash_policy = upconfirm::config::HashPolicy::Etag;
+        cfg.worker.hash_policy = upconfirm::service::config::HashPolicy::Etag;
     })
     .await;
     let bucket = bucket_name("etagpolicy");

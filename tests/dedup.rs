@@ -229,7 +229,7 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
     twice.insert(1, group[0].clone());
 
     let Grouped::Done(finished) =
-        finish::complete_many(&app.pool, &twice, upconfirm::confirm::confirm_result)
+        finish::complete_many(&app.pool, &twice, upconfirm::worker::pipeline::confirm_result)
             .await
             .unwrap()
     else {
@@ -296,7 +296,7 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
         children.push((id.clone(), row.0));
     }
     let group = started(&app, &children, &files).await;
-    let done = finish::complete_many(&app.pool, &group, upconfirm::confirm::confirm_result)
+    let done = finish::complete_many(&app.pool, &group, upconfirm::worker::pipeline::confirm_result)
         .await
         .unwrap();
     assert!(
@@ -315,7 +315,7 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
     let files = vec![random_bytes(50)];
     let queued = queue_confirms(&app, &bucket, &files).await;
     let group = started(&app, &queued, &files).await;
-    let sent_back = finish::complete_many(&app.pool, &group, upconfirm::confirm::confirm_result)
+    let sent_back = finish::complete_many(&app.pool, &group, upconfirm::worker::pipeline::confirm_result)
         .await
         .unwrap();
     assert!(matches!(sent_back, Grouped::OneByOne), "{sent_back:?}");

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use common::{assert_error, random_bytes, send, str_field, TestApp, API_ONLY};
-use upconfirm::startup::Components;
+use upconfirm::service::startup::Components;
 
 /// A relay alone (it dispatches too).
 const RELAY_ONLY: Components = Components {
@@ -37,7 +37,7 @@ impl Other {
             "ns-{tag}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        upconfirm::admin::create_namespace(&app.pool, &app.org_id, &namespace)
+        upconfirm::cli::admin::create_namespace(&app.pool, &app.org_id, &namespace)
             .await
             .expect("create namespace");
         let bucket = common::bucket_name(tag);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use upconfirm::config::SweepConfig;
+use upconfirm::service::config::SweepConfig;
 
 const MIB: usize = 1 << 20;
 
@@ -308,7 +308,7 @@ async fn the_sweep_aborts_expired_and_orphaned_multipart_uploads_and_spares_live
         expiry_sweep_interval_seconds: 1,
         expiry_delete_objects: false,
     };
-    let report = upconfirm::sweep::sweep_once(&app.pool, app.blob(), &cfg)
+    let report = upconfirm::worker::sweep::sweep_once(&app.pool, app.blob(), &cfg)
         .await
         .unwrap();
     assert_eq!(report.expired, 1, "{report:?}");
@@ -327,12 +327,12 @@ async fn the_sweep_aborts_expired_and_orphaned_multipart_uploads_and_spares_live
     assert_eq!(body["error"]["details"]["reason"], "expired", "{body}");
 
     // Younger than the grace: left alone, whoever owns it.
-    let spared = upconfirm::sweep::abort_orphans(&app.pool, app.blob(), Duration::from_secs(3600))
+    let spared = upconfirm::worker::sweep::abort_orphans(&app.pool, app.blob(), Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(spared, 0);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let aborted = upconfirm::sweep::abort_orphans(&app.pool, app.blob(), Duration::ZERO)
+    let aborted = upconfirm::worker::sweep::abort_orphans(&app.pool, app.blob(), Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(aborted, 1);

@@ -123,7 +123,7 @@ async fn declared_size_over_storage_quota_is_refused_at_create() {
     let app = TestApp::spawn().await;
     let bucket = bucket_name("quota");
     app.create_bucket(&bucket).await;
-    upconfirm::admin::set_namespace_limits(&app.pool, &app.namespace_id, None, Some(10))
+    upconfirm::cli::admin::set_namespace_limits(&app.pool, &app.namespace_id, None, Some(10))
         .await
         .expect("set limits");
 
@@ -155,7 +155,7 @@ async fn confirm_over_storage_quota_fails_the_upload() {
     let app = TestApp::spawn().await;
     let bucket = bucket_name("quotac");
     app.create_bucket(&bucket).await;
-    upconfirm::admin::set_namespace_limits(&app.pool, &app.namespace_id, None, Some(10))
+    upconfirm::cli::admin::set_namespace_limits(&app.pool, &app.namespace_id, None, Some(10))
         .await
         .expect("set limits");
     let bytes = random_bytes(100);
@@ -182,7 +182,7 @@ async fn per_file_limit_is_enforced_at_create_and_confirm() {
     let app = TestApp::spawn().await;
     let bucket = bucket_name("perfile");
     app.create_bucket(&bucket).await;
-    upconfirm::admin::set_namespace_limits(&app.pool, &app.namespace_id, Some(50), None)
+    upconfirm::cli::admin::set_namespace_limits(&app.pool, &app.namespace_id, Some(50), None)
         .await
         .expect("set limits");
 
@@ -345,7 +345,7 @@ async fn usage_ledger_is_folded_and_counted_by_a_later_quota() {
     assert_eq!(folded().await, 3_000);
 
     // A quota set now sees all 3,000 bytes: 400 more fit under 3,500, 200 more then do not.
-    upconfirm::admin::set_namespace_limits(&app.pool, &app.namespace_id, None, Some(3_500))
+    upconfirm::cli::admin::set_namespace_limits(&app.pool, &app.namespace_id, None, Some(3_500))
         .await
         .expect("set limits");
     let id = app.upload_bin(&bucket, "c.bin", &random_bytes(400)).await;

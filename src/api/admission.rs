@@ -103,7 +103,7 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
         parts.extensions.insert(caller);
         next.run(Request::from_parts(parts, body)).await
     } else {
-        metrics::counter!(crate::metrics::RATE_LIMITED).increment(1);
+        metrics::counter!(crate::service::metrics::RATE_LIMITED).increment(1);
         tracing::debug!(organization_id = %caller.organization_id, "rate limited");
         standing.refusal(&bucket).into_response()
     };

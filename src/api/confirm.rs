@@ -14,7 +14,7 @@ use super::extract::{
 };
 use super::tasks::TaskResponse;
 use super::{buckets, uploads, AppState};
-use crate::confirm::{stored_failure, ConfirmOptions};
+use crate::worker::pipeline::{stored_failure, ConfirmOptions};
 use crate::domain::{confirm_is_async, new_id, IdKind, TaskStatus, TaskType, UploadStatus};
 use crate::queue::{ConfirmJob, Lane};
 use crate::store::batch_confirm::{self, BatchStart, ItemRequest};
@@ -316,7 +316,7 @@ pub async fn confirm(
         Err(err) => err.status(),
     };
     metrics::histogram!(
-        crate::metrics::CONFIRM_SECONDS,
+        crate::service::metrics::CONFIRM_SECONDS,
         "mode" => if run_async { "async" } else { "sync" },
         "status" => status.as_str().to_owned()
     )

@@ -13,6 +13,7 @@ pub mod openapi;
 mod pages;
 mod parts;
 mod tasks;
+pub mod task_events;
 pub mod uploads;
 
 use std::net::SocketAddr;
@@ -37,8 +38,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::blob::BlobStore;
-use crate::health::Health;
-use crate::notify::TaskEvents;
+use crate::service::health::Health;
+use crate::api::task_events::TaskEvents;
 use crate::queue::Publisher;
 use error::ApiError;
 
@@ -136,7 +137,7 @@ fn with_rate_limit_refusal(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
-    let health = crate::health::routes(state.health.clone());
+    let health = crate::service::health::routes(state.health.clone());
     let (routes, doc) = routes();
     let doc = Arc::new(doc);
     routes

@@ -23,7 +23,7 @@ use super::procs::{self, CpuSnapshot, Proc};
 use super::report::{self, Drain, LargeFile, Latency, Results};
 use super::{percentile, Client};
 use crate::blob::BlobStore;
-use crate::config::{DatabaseConfig, QueueConfig, S3Config};
+use crate::service::config::{DatabaseConfig, QueueConfig, S3Config};
 use crate::domain::{new_id, IdKind};
 use crate::store::{self, tenancy};
 use crate::{admin, startup};

@@ -13,7 +13,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::config::QueueConfig;
+use crate::service::config::QueueConfig;
 
 /// The names the service declares, all under one prefix.
 #[derive(Debug, Clone)]

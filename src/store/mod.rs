@@ -21,7 +21,7 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
-use crate::config::DatabaseConfig;
+use crate::service::config::DatabaseConfig;
 
 pub use models::{BatchRow, BucketRow, NamespaceRow, ObjectRow, TaskRow, UploadRow};
 

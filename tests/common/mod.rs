@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use upconfirm::blob::embedded::EmbeddedS3;
 use upconfirm::blob::BlobStore;
-use upconfirm::config::Config;
-use upconfirm::startup::{Components, Service};
+use upconfirm::service::config::Config;
+use upconfirm::service::startup::{Components, Service};
 
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -146,20 +146,20 @@ impl TestApp {
             pool.close().await;
         }
 
-        let service = upconfirm::startup::start(config.clone(), components)
+        let service = upconfirm::service::startup::start(config.clone(), components)
             .await
             .expect("start service");
         let api_addr = service.api_addr.expect("the API listens");
         let pool = service.pool.clone();
 
-        let org_id = upconfirm::admin::create_organization(&pool, &format!("org-{id}"))
+        let org_id = upconfirm::cli::admin::create_organization(&pool, &format!("org-{id}"))
             .await
             .expect("create organization");
         let namespace = "ns-main".to_string();
-        let namespace_id = upconfirm::admin::create_namespace(&pool, &org_id, &namespace)
+        let namespace_id = upconfirm::cli::admin::create_namespace(&pool, &org_id, &namespace)
             .await
             .expect("create namespace");
-        let api_key = upconfirm::admin::create_api_key(&pool, &org_id)
+        let api_key = upconfirm::cli::admin::create_api_key(&pool, &org_id)
             .await
             .expect("create api key");
 
@@ -188,7 +188,7 @@ impl TestApp {
 
     /// Starts more components of this app's service in this process (a worker, say).
     pub async fn start_more(&self, components: Components) -> Service {
-        upconfirm::startup::start(self.config.clone(), components)
+        upconfirm::service::startup::start(self.config.clone(), components)
             .await
             .expect("start more components")
     }
@@ -201,7 +201,7 @@ impl TestApp {
     ) -> Service {
         let mut config = self.config.clone();
         tweak(&mut config);
-        upconfirm::startup::start(config, components)
+        upconfirm::service::startup::start(config, components)
             .await
             .expect("start more components")
     }
@@ -735,15 +735,15 @@ impl TestApp {
     pub async fn second_tenant(&self) -> Tenant {
         let suffix = &Uuid::new_v4().simple().to_string()[..10];
         let org_id =
-            upconfirm::admin::create_organization(&self.pool, &format!("org-other-{suffix}"))
+            upconfirm::cli::admin::create_organization(&self.pool, &format!("org-other-{suffix}"))
                 .await
                 .expect("create second organization");
         // A different name from ours, so that a name lookup cannot hit our own namespace.
         let namespace = format!("ns-other-{suffix}");
-        let namespace_id = upconfirm::admin::create_namespace(&self.pool, &org_id, &namespace)
+        let namespace_id = upconfirm::cli::admin::create_namespace(&self.pool, &org_id, &namespace)
             .await
             .expect("create second namespace");
-        let api_key = upconfirm::admin::create_api_key(&self.pool, &org_id)
+        let api_key = upconfirm::cli::admin::create_api_key(&self.pool, &org_id)
             .await
             .expect("create second key");
         Tenant {

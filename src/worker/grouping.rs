@@ -53,7 +53,7 @@ impl<I: Send + 'static, O: Send + 'static> Grouper<I, O> {
             while ready.recv_many(&mut group, MAX_GROUP).await > 0 {
                 let (requests, replies): (Vec<I>, Vec<Reply<O>>) = group.drain(..).unzip();
                 let alone = replies.len() == 1;
-                metrics::histogram!(crate::metrics::GROUP_SIZE, "step" => name)
+                metrics::histogram!(crate::service::metrics::GROUP_SIZE, "step" => name)
                     .record(replies.len() as f64);
                 match step(requests).await {
                     Ok(Some(outputs)) if outputs.len() == replies.len() => {

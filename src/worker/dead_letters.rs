@@ -103,9 +103,9 @@ pub async fn run(
         {
             Ok(l) if l.requeued > 0 || l.failed > 0 => {
                 if l.failed > 0 {
-                    metrics::counter!(crate::metrics::DEAD_LETTERED, "reason" => "lease_lapsed")
+                    metrics::counter!(crate::service::metrics::DEAD_LETTERED, "reason" => "lease_lapsed")
                         .increment(l.failed as u64);
-                    crate::metrics::confirmations("failed", "lease_lapsed", l.failed as u64);
+                    crate::service::metrics::confirmations("failed", "lease_lapsed", l.failed as u64);
                 }
                 tracing::warn!(
                     requeued = l.requeued,
@@ -174,9 +174,9 @@ async fn sweep_channel(
             }
             DeadOutcome::Failed => {
                 sweep.failed += 1;
-                metrics::counter!(crate::metrics::DEAD_LETTERED, "reason" => reason.clone())
+                metrics::counter!(crate::service::metrics::DEAD_LETTERED, "reason" => reason.clone())
                     .increment(1);
-                crate::metrics::confirmations("failed", "dead_lettered", 1);
+                crate::service::metrics::confirmations("failed", "dead_lettered", 1);
             }
             DeadOutcome::AlreadyEnded => sweep.dropped += 1,
         }

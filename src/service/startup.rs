@@ -10,15 +10,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::blob::{BlobStore, S3Settings};
-use crate::config::{Config, S3Config};
-use crate::confirm::{grouped_steps, Pipeline};
-use crate::health::{self, Connected, Health};
-use crate::notify::TaskEvents;
+use crate::service::config::{Config, S3Config};
+use crate::worker::pipeline::{grouped_steps, Pipeline};
+use crate::service::health::{self, Connected, Health};
+use crate::api::task_events::TaskEvents;
 use crate::queue::{self, Publisher, Topology};
 use crate::store::confirm::BatchDestination;
-use crate::turns::FairTurns;
+use crate::worker::turns::FairTurns;
 use crate::worker::WorkerSettings;
-use crate::{dead_letter, dispatch, relay, store, sweep, worker};
+use crate::relay::{self, dispatch};
+use crate::store;
+use crate::worker::{self, dead_letters as dead_letter, sweep};
 
 /// Which components one process runs.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +67,7 @@ pub fn s3_settings(cfg: &S3Config) -> S3Settings {
 /// The database must be migrated already (`upconfirm migrate`).
 pub async fn start(config: Config, components: Components) -> anyhow::Result<Service> {
     // Record from the first event on, not from the first scrape.
-    crate::metrics::handle();
+    crate::service::metrics::handle();
     let pool = store::connect(&config.database).await?;
     let blob = BlobStore::connect(&s3_settings(&config.s3)).await?;
     if let Err(err) = blob.ensure_bucket().await {

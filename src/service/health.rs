@@ -142,7 +142,7 @@ async fn metrics_text() -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(),
+        crate::service::metrics::render(),
     )
         .into_response()
 }

@@ -21,8 +21,8 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RelayConfig;
-use crate::metrics;
+use crate::service::config::RelayConfig;
+use crate::service::metrics;
 use crate::queue::{Lane, Publisher};
 use crate::store::outbox::{self, BulkRow, DISPATCH_CHANNEL};
 

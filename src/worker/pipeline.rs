@@ -11,18 +11,18 @@ use tokio::sync::oneshot;
 use crate::api::error::ApiError;
 use crate::api::uploads::check_quota;
 use crate::blob::{BlobError, BlobStore, ObjectHead, OpenObject, StoredPart};
-use crate::config::HashPolicy;
+use crate::service::config::HashPolicy;
 use crate::domain::{
     etags_match, number_runs, unquote_etag, ContentHash, PartsCheck, TaskStatus, UploadKeys,
     UploadStatus,
 };
-use crate::grouping::{GroupError, Grouper};
+use crate::worker::grouping::{GroupError, Grouper};
 use crate::queue::{ConfirmJob, Lane};
 use crate::store::confirm::{
     self as finish, BatchDestination, Completion, Finish, Grouped, Verified,
 };
 use crate::store::{tasks, NamespaceRow, UploadRow};
-use crate::turns::FairTurns;
+use crate::worker::turns::FairTurns;
 
 /// The answer to a completed confirmation (`ConfirmUploadResponse`), also the task's outputs.
 pub fn confirm_result(u: &UploadRow) -> Value {
@@ -283,7 +283,7 @@ impl Pipeline {
                             })
                     },
                     |err, wait: Duration| {
-                        metrics::counter!(crate::metrics::RETRIES).increment(1);
+                        metrics::counter!(crate::service::metrics::RETRIES).increment(1);
                         tracing::warn!(error = ?err, ?wait, "confirmation step failed; retrying")
                     },
                 )
@@ -301,7 +301,7 @@ impl Pipeline {
         );
         match outcome {
             Ok(Some(reason)) => {
-                crate::metrics::confirmations("completed", reason, 1);
+                crate::service::metrics::confirmations("completed", reason, 1);
                 tracing::info!(reason, "confirmation completed");
                 Ok(Ran::Done)
             }
@@ -318,7 +318,7 @@ impl Pipeline {
                 .await
                 .map_err(|e| Retryable(format!("database: {e}")))?;
                 if ended {
-                    crate::metrics::confirmations("failed", failure_reason(&err), 1);
+                    crate::service::metrics::confirmations("failed", failure_reason(&err), 1);
                 }
                 tracing::info!(error = %text, "confirmation failed");
                 Ok(Ran::Done)
@@ -665,7 +665,7 @@ impl Pipeline {
         let hashed = body.sha256(&mut progress).await;
         reporter.abort();
         if hashed.is_ok() {
-            metrics::counter!(crate::metrics::HASHED_BYTES).increment(head.size);
+            metrics::counter!(crate::service::metrics::HASHED_BYTES).increment(head.size);
         }
         // The body was checked against the size its headers gave.
         let hashed = hashed?;

@@ -2,12 +2,16 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, DatabaseConfig, DevConfig, QueueConfig};
+use crate::service::config::{Config, DatabaseConfig, DevConfig, QueueConfig};
 use crate::queue::Topology;
-use crate::startup::{self, Components};
+use crate::service::startup::{self, Components};
 use crate::store::dead_letters;
 use crate::store::rate_limits::Limit;
-use crate::{admin, dead_letter, dev, store};
+use crate::store;
+use crate::worker::dead_letters as dead_letter;
+
+pub mod admin;
+pub mod dev;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RelayConfig;
+use crate::service::config::RelayConfig;
 use crate::queue::{Publisher, QueueError};
 use crate::store::outbox::{self, OutboxRow};
 

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::confirm::{Pipeline, Ran};
-use crate::health::Connected;
-use crate::metrics;
+use crate::worker::pipeline::{Pipeline, Ran};
+use crate::service::health::Connected;
+use crate::service::metrics;
 use crate::queue::{self, ConfirmJob, Lane, Topology};
 
 /// How one worker process consumes.

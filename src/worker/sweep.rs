@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::{BlobError, BlobStore};
-use crate::config::SweepConfig;
+use crate::service::config::SweepConfig;
 use crate::domain::UploadKeys;
 use crate::store::uploads;
 

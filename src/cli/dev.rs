@@ -6,10 +6,11 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::api::key_hash;
-use crate::config::{Config, DevConfig};
-use crate::startup::{self, Components};
+use crate::service::config::{Config, DevConfig};
+use crate::service::startup::{self, Components};
 use crate::store::{self, tenancy};
-use crate::{admin, domain};
+use crate::cli::admin;
+use crate::domain;
 
 const DEV_NAME: &str = "dev";
 
