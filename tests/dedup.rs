@@ -5,7 +5,37 @@ mod common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use upconfirm::store::confirm::{self as finish, Completion, Finish, Grouped, Verified};
+use upconfirm::api::task_outputs::TASK_OUTPUTS;
+use upconfirm::store::completion::{self, Completion, Finish, Grouped, Verified};
+use upconfirm::store::start::{self, JobRef, Start};
+use upconfirm::store::BatchDestination;
+
+/// Starts (task id, upload id) jobs in one group, as a worker's grouped step does.
+async fn start_many(pool: &sqlx::PgPool, jobs: &[(String, String)]) -> sqlx::Result<Vec<Start>> {
+    let jobs: Vec<JobRef> = jobs
+        .iter()
+        .map(|(task_id, upload_id)| JobRef {
+            task_id: task_id.clone(),
+            upload_id: upload_id.clone(),
+        })
+        .collect();
+    start::start(pool, &jobs).await
+}
+
+/// Starts one job: a group of one.
+async fn start_one(pool: &sqlx::PgPool, task_id: &str, upload_id: &str) -> sqlx::Result<Start> {
+    let mut started = start_many(pool, &[(task_id.to_owned(), upload_id.to_owned())]).await?;
+    Ok(started.pop().expect("one result per job"))
+}
+
+/// Finishes completions in one group, with the outputs the service writes.
+async fn complete_group(pool: &sqlx::PgPool, group: &[Completion]) -> sqlx::Result<Grouped> {
+    let batches = BatchDestination {
+        exchange: String::new(),
+        routing_key: String::new(),
+    };
+    completion::complete(pool, group, &TASK_OUTPUTS, &batches).await
+}
 
 async fn confirm_ok(app: &TestApp, bucket: &str, id: &str) -> Value {
     let (status, body) = app.confirm(bucket, id, "", None).await;
@@ -191,8 +221,8 @@ async fn queue_confirms(app: &TestApp, bucket: &str, files: &[Vec<u8>]) -> Vec<(
 async fn started(app: &TestApp, queued: &[(String, String)], files: &[Vec<u8>]) -> Vec<Completion> {
     let mut group = Vec::new();
     for ((upload_id, task_id), bytes) in queued.iter().zip(files) {
-        let start = finish::start(&app.pool, task_id, upload_id).await.unwrap();
-        assert!(matches!(start, finish::Start::Started(_)), "{start:?}");
+        let start = start_one(&app.pool, task_id, upload_id).await.unwrap();
+        assert!(matches!(start, Start::Started(_)), "{start:?}");
         group.push(Completion {
             task_id: task_id.clone(),
             upload_id: upload_id.clone(),
@@ -202,6 +232,7 @@ async fn started(app: &TestApp, queued: &[(String, String)], files: &[Vec<u8>]) 
                 etag: "etag".into(),
                 s3_key: format!("confirmed/{upload_id}"),
             },
+            submit_batch: false,
         });
     }
     group
@@ -228,11 +259,7 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
     let mut twice = group.clone();
     twice.insert(1, group[0].clone());
 
-    let Grouped::Done(finished) =
-        finish::complete_many(&app.pool, &twice, upconfirm::worker::pipeline::confirm_result)
-            .await
-            .unwrap()
-    else {
+    let Grouped::Done(finished) = complete_group(&app.pool, &twice).await.unwrap() else {
         panic!("no quota here: the group is finished as one");
     };
     let kinds: Vec<&str> = finished
@@ -296,9 +323,7 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
         children.push((id.clone(), row.0));
     }
     let group = started(&app, &children, &files).await;
-    let done = finish::complete_many(&app.pool, &group, upconfirm::worker::pipeline::confirm_result)
-        .await
-        .unwrap();
+    let done = complete_group(&app.pool, &group).await.unwrap();
     assert!(
         matches!(done, Grouped::Done(ref f) if f.iter().all(|f| matches!(f, Finish::Completed(_)))),
         "{done:?}"
@@ -315,9 +340,7 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
     let files = vec![random_bytes(50)];
     let queued = queue_confirms(&app, &bucket, &files).await;
     let group = started(&app, &queued, &files).await;
-    let sent_back = finish::complete_many(&app.pool, &group, upconfirm::worker::pipeline::confirm_result)
-        .await
-        .unwrap();
+    let sent_back = complete_group(&app.pool, &group).await.unwrap();
     assert!(matches!(sent_back, Grouped::OneByOne), "{sent_back:?}");
     assert_eq!(
         app.get_upload(&bucket, &queued[0].0).await["status"],
@@ -349,10 +372,10 @@ async fn a_group_of_starts_starts_as_each_alone_would() {
         .chain([unknown.clone()])
         .collect();
 
-    let starts = finish::start_many(&app.pool, &jobs).await.unwrap();
+    let starts = start_many(&app.pool, &jobs).await.unwrap();
     assert_eq!(starts.len(), jobs.len());
     for (i, start) in starts.iter().take(3).enumerate() {
-        let finish::Start::Started(started) = start else {
+        let Start::Started(started) = start else {
             panic!("{i}: {start:?}");
         };
         let upload = started.upload.as_ref().expect("the upload is read");
@@ -362,8 +385,8 @@ async fn a_group_of_starts_starts_as_each_alone_would() {
         assert_eq!(namespace.id, upload.namespace_id);
         assert!(started.inputs.is_object(), "{:?}", started.inputs);
     }
-    assert!(matches!(starts[3], finish::Start::Terminal), "{starts:?}");
-    assert!(matches!(starts[4], finish::Start::Unknown), "{starts:?}");
+    assert!(matches!(starts[3], Start::Terminal), "{starts:?}");
+    assert!(matches!(starts[4], Start::Unknown), "{starts:?}");
     // Named twice in one group, started once.
     assert_eq!(
         attempts(&app, &queued[0].1).await,
@@ -376,22 +399,20 @@ async fn a_group_of_starts_starts_as_each_alone_would() {
     assert_eq!(attempts(&app, &queued[2].1).await.0, "CANCELED");
 
     // Alone, each says the same; a running task restarts and counts the attempt.
-    let again = finish::start(&app.pool, &queued[1].1, &queued[1].0)
+    let again = start_one(&app.pool, &queued[1].1, &queued[1].0)
         .await
         .unwrap();
-    assert!(matches!(again, finish::Start::Started(_)), "{again:?}");
+    assert!(matches!(again, Start::Started(_)), "{again:?}");
     assert_eq!(
         attempts(&app, &queued[1].1).await,
         ("IN_PROGRESS".into(), 2)
     );
-    let canceled = finish::start(&app.pool, &queued[2].1, &queued[2].0)
+    let canceled = start_one(&app.pool, &queued[2].1, &queued[2].0)
         .await
         .unwrap();
-    assert!(matches!(canceled, finish::Start::Terminal), "{canceled:?}");
-    let missing = finish::start(&app.pool, &unknown.0, &unknown.1)
-        .await
-        .unwrap();
-    assert!(matches!(missing, finish::Start::Unknown), "{missing:?}");
-    assert!(finish::start_many(&app.pool, &[]).await.unwrap().is_empty());
+    assert!(matches!(canceled, Start::Terminal), "{canceled:?}");
+    let missing = start_one(&app.pool, &unknown.0, &unknown.1).await.unwrap();
+    assert!(matches!(missing, Start::Unknown), "{missing:?}");
+    assert!(start_many(&app.pool, &[]).await.unwrap().is_empty());
     app.stop().await;
 }

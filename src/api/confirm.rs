@@ -12,9 +12,10 @@ use super::error::{ApiError, BodyRefusals, ErrorEnvelope, NamespaceRefusals};
 use super::extract::{
     parse_value, ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery, Tenant,
 };
+use super::task_outputs::stored_failure;
 use super::tasks::TaskResponse;
 use super::{buckets, uploads, AppState};
-use crate::worker::pipeline::{stored_failure, ConfirmOptions};
+use crate::domain::ConfirmOptions;
 use crate::domain::{confirm_is_async, new_id, IdKind, TaskStatus, TaskType, UploadStatus};
 use crate::queue::{ConfirmJob, Lane};
 use crate::store::batch_confirm::{self, BatchStart, ItemRequest};
@@ -78,7 +79,7 @@ impl ConfirmUploadResponse {
     pub fn completed(u: &UploadRow) -> Self {
         ConfirmUploadResponse {
             upload_id: u.id.clone(),
-            status: u.status.clone(),
+            status: u.status.to_string(),
             etag: u.etag.clone(),
             file_size_bytes: u.file_size_bytes,
             file_hash: u.file_hash.clone(),
@@ -220,7 +221,7 @@ pub async fn confirm_batch(
             organization_id: &tenant.organization_id,
             namespace_id: &tenant.namespace.id,
             task_type: TaskType::UploadBatchConfirm.as_str(),
-            status: TaskStatus::Queued.as_str(),
+            status: TaskStatus::Queued,
             inputs: &inputs,
             outputs: None,
         },
@@ -252,7 +253,7 @@ pub async fn confirm_batch(
     };
     Ok(Json(BatchConfirmResponse {
         task_id: parent.id.clone(),
-        status: parent.status.clone(),
+        status: parent.status.to_string(),
         confirmations_count: items.len(),
         task: TaskResponse::new(&parent),
         message: format!(
@@ -345,23 +346,20 @@ async fn confirm_upload(
 
     // A concurrent confirm may move the upload between our read and our write: re-decide then.
     for _ in 0..3 {
-        let status = UploadStatus::parse(&upload.status);
-        let task_id = match status {
-            Some(UploadStatus::Completed) => {
-                return Ok(Json(ConfirmUploadResponse::completed(&upload)))
-            }
-            Some(UploadStatus::Canceled) => {
+        let task_id = match upload.status {
+            UploadStatus::Completed => return Ok(Json(ConfirmUploadResponse::completed(&upload))),
+            UploadStatus::Canceled => {
                 return Err(ApiError::bad_request(
                     "the upload was canceled and cannot be confirmed",
                 ))
             }
-            Some(UploadStatus::Processing) => upload.task_id.clone().ok_or_else(|| {
+            UploadStatus::Processing => upload.task_id.clone().ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!(
                     "processing upload {} has no task",
                     upload.id
                 ))
             })?,
-            Some(UploadStatus::Pending | UploadStatus::Failed) => {
+            UploadStatus::Pending | UploadStatus::Failed => {
                 let lane = if run_async {
                     admit_bulk(state, tenant, 1).await?;
                     Lane::Bulk
@@ -375,13 +373,6 @@ async fn confirm_upload(
                         continue;
                     }
                 }
-            }
-            None => {
-                return Err(ApiError::Internal(anyhow::anyhow!(
-                    "upload {} has an unknown status {}",
-                    upload.id,
-                    upload.status
-                )))
             }
         };
         tracing::Span::current().record("task_id", task_id.as_str());
@@ -422,7 +413,7 @@ async fn start(
             organization_id: &tenant.organization_id,
             namespace_id: &tenant.namespace.id,
             task_type: TaskType::UploadConfirm.as_str(),
-            status: TaskStatus::Queued.as_str(),
+            status: TaskStatus::Queued,
             inputs: &inputs,
             outputs: None,
         },
@@ -529,15 +520,15 @@ async fn settled(
     if total.is_some_and(|t| t >= state.settings.async_threshold_bytes) {
         return Ok(Some(async_answer(upload_id, &task.id)));
     }
-    match TaskStatus::parse(&task.status) {
-        Some(TaskStatus::Completed) => {
+    match task.status {
+        TaskStatus::Completed => {
             let upload = store::uploads::find(&state.pool, upload_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("upload"))?;
             Ok(Some(Json(ConfirmUploadResponse::completed(&upload))))
         }
-        Some(TaskStatus::Failed) => Err(stored_failure(task.outputs.as_ref())),
-        Some(TaskStatus::Canceled) => Err(ApiError::bad_request("the confirmation was canceled")),
+        TaskStatus::Failed => Err(stored_failure(task.outputs.as_ref())),
+        TaskStatus::Canceled => Err(ApiError::bad_request("the confirmation was canceled")),
         _ => Ok(None),
     }
 }

@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::domain::{Failure, QuotaExceeded};
+
 /// One problem with a request body or query, as the envelope lists it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ValidationIssue {
@@ -142,6 +144,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("service unavailable")]
     Unavailable(String),
+    /// The service gave up on a confirmation's job.
+    #[error("{0}")]
+    GivenUp(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
     /// An error recorded earlier (a failed task), replayed as it was stored.
@@ -236,7 +241,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::GivenUp(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Stored { status, .. } => *status,
         }
@@ -256,7 +261,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "PayloadTooLargeError",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaTypeError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
-            ApiError::Unavailable(_) => "ServiceUnavailableError",
+            ApiError::Unavailable(_) | ApiError::GivenUp(_) => "ServiceUnavailableError",
             ApiError::Internal(_) => "InternalServerError",
             ApiError::Stored { kind, .. } => kind,
         }
@@ -273,6 +278,7 @@ impl ApiError {
                 limit,
                 ..
             } => json!({ "resource": resource, "current": current, "limit": limit }),
+            ApiError::GivenUp(_) => json!({ "reason": "dead_lettered" }),
             ApiError::Validation(issues) => json!({ "validation_errors": issues }),
             // `retryable` and `retry_after_seconds` are what the SDK's client reads.
             ApiError::TooManyRequests {
@@ -324,6 +330,43 @@ impl ApiError {
             kind: text("type").to_owned(),
             message: text("message").to_owned(),
             details: body.get("details").cloned().unwrap_or_else(|| json!({})),
+        }
+    }
+}
+
+impl From<QuotaExceeded> for ApiError {
+    fn from(quota: QuotaExceeded) -> Self {
+        ApiError::QuotaExceeded {
+            message: quota.message,
+            resource: quota.resource.to_owned(),
+            current: quota.current,
+            limit: quota.limit,
+        }
+    }
+}
+
+/// The one place a confirmation's domain failure becomes an HTTP answer.
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        let message = failure.to_string();
+        match failure {
+            Failure::Mismatch {
+                reason,
+                expected,
+                actual,
+                ..
+            } => ApiError::BadRequest {
+                message,
+                details: json!({ "reason": reason, "expected": expected, "actual": actual }),
+            },
+            Failure::StorageRejected(_) => ApiError::BadRequest {
+                message,
+                details: json!({ "reason": failure.reason() }),
+            },
+            Failure::Quota(quota) => quota.into(),
+            Failure::Gone(_) => ApiError::NotFound(message),
+            Failure::Refused(_) => ApiError::bad_request(message),
+            Failure::GivenUp(_) => ApiError::GivenUp(message),
         }
     }
 }

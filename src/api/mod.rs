@@ -12,8 +12,9 @@ mod objects;
 pub mod openapi;
 mod pages;
 mod parts;
-mod tasks;
 pub mod task_events;
+pub mod task_outputs;
+mod tasks;
 pub mod uploads;
 
 use std::net::SocketAddr;
@@ -37,10 +38,10 @@ use utoipa::{IntoResponses, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::blob::BlobStore;
-use crate::service::health::Health;
 use crate::api::task_events::TaskEvents;
+use crate::blob::BlobStore;
 use crate::queue::Publisher;
+use crate::service::health::Health;
 use error::ApiError;
 
 pub use extract::key_hash;

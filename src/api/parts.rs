@@ -15,7 +15,7 @@ use super::extract::{ApiPath, BodySchema, StrictJson, Tenant};
 use super::uploads;
 use super::AppState;
 use crate::blob::BlobError;
-use crate::domain::{ContentHash, PartPlan, UploadKeys};
+use crate::domain::{ContentHash, PartPlan, UploadKeys, UploadStatus};
 use crate::store::uploads as rows;
 use crate::store::UploadRow;
 
@@ -203,7 +203,7 @@ pub async fn sign(
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
     let upload = uploads::resolve(&state, &bucket, &upload_id).await?;
     let (plan, multipart_id) = plan_of(&upload)?;
-    if !matches!(upload.status.as_str(), "PENDING" | "FAILED") {
+    if !upload.status.can_confirm() {
         return Err(refused_status(&upload, "takes no more parts"));
     }
     if upload.error.as_deref() == Some(rows::EXPIRED_ERROR) {
@@ -275,7 +275,7 @@ pub async fn list(
     let bucket = buckets::resolve(&state, &tenant, &bucket_ident).await?;
     let upload = uploads::resolve(&state, &bucket, &upload_id).await?;
     let (plan, multipart_id) = plan_of(&upload)?;
-    if !matches!(upload.status.as_str(), "PENDING" | "FAILED" | "PROCESSING") {
+    if !(upload.status.can_confirm() || upload.status == UploadStatus::Processing) {
         return Err(refused_status(&upload, "has no parts in progress"));
     }
     let key = UploadKeys::of(&upload.s3_key).confirmed;
@@ -306,7 +306,7 @@ pub async fn list(
         .collect();
     Ok(Json(UploadedParts {
         upload_id: upload.id,
-        status: upload.status,
+        status: upload.status.to_string(),
         part_size_bytes: plan.part_size_bytes,
         part_count: plan.part_count,
         parts,

@@ -15,7 +15,7 @@ use super::extract::{ApiPath, BodySchema, Caller, OptionalJson, StrictQuery};
 use super::filters::{self, Field};
 use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::AppState;
-use crate::domain::{TaskStatus, TaskType};
+use crate::domain::TaskType;
 use crate::store::cancel::{cancel_task, CancelOutcome};
 use crate::store::filter::{ColumnKind, Comparison, Condition, Scalar, TextMatch};
 use crate::store::{tasks, TaskRow};
@@ -102,7 +102,7 @@ impl TaskResponse {
         TaskResponse {
             task_id: t.id.clone(),
             task_type: t.task_type.clone(),
-            status: t.status.clone(),
+            status: t.status.to_string(),
             inputs,
             outputs,
             additional_data: (!extra.is_empty() || t.additional_data.is_some())
@@ -116,7 +116,7 @@ impl TaskResponse {
 }
 
 fn is_terminal(task: &TaskRow) -> bool {
-    TaskStatus::parse(&task.status).is_some_and(TaskStatus::is_terminal)
+    task.status.is_terminal()
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -343,7 +343,7 @@ pub async fn cancel(
         success: true,
         message,
         task_id: task.id,
-        status: task.status,
+        status: task.status.to_string(),
     }))
 }
 

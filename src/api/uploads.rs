@@ -21,12 +21,12 @@ use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::AppState;
 use crate::blob::PresignedPut;
 use crate::domain::{
-    blob_type_for, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename, IdKind,
-    InvalidValue, PartPlan, UploadKeys, MAX_SINGLE_PUT_BYTES,
+    blob_type_for, check_quota, new_id, BlobProperty, BlobType, ContentHash, ContentType, Filename,
+    IdKind, InvalidValue, PartPlan, UploadKeys, UploadStatus, MAX_SINGLE_PUT_BYTES,
 };
 use crate::store::filter::{ColumnKind, Condition, TextMatch};
 use crate::store::uploads::{self, NewUpload, UploadCancel, UploadSort};
-use crate::store::{BucketRow, NamespaceRow, UploadRow};
+use crate::store::{BucketRow, UploadRow};
 
 /// The SDK's `CreateUploadRequest`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -175,7 +175,7 @@ impl UploadResponse {
             upload_headers,
             presigned_url_expiration: u.presigned_url_expiration,
             s3_key: u.s3_key.clone(),
-            status: u.status.clone(),
+            status: u.status.to_string(),
             metadata: u.metadata.clone(),
             create_object_on_confirm: u.create_object_on_confirm,
             object_metadata: u.object_metadata.clone(),
@@ -217,36 +217,6 @@ pub fn check_declared_size(size: Option<i64>) -> Result<(), ApiError> {
         )),
         _ => Ok(()),
     }
-}
-
-/// Refuses a size past the namespace's per-file limit or its remaining storage.
-pub fn check_quota(namespace: &NamespaceRow, size: i64) -> Result<(), ApiError> {
-    if let Some(limit) = namespace.max_file_size_bytes {
-        if size > limit {
-            return Err(ApiError::QuotaExceeded {
-                message: format!(
-                    "file of {size} bytes exceeds the per-file limit of {limit} bytes"
-                ),
-                resource: "file_size_bytes".into(),
-                current: size,
-                limit,
-            });
-        }
-    }
-    if let Some(limit) = namespace.storage_quota_bytes {
-        let current = namespace.storage_used_bytes;
-        if current.saturating_add(size) > limit {
-            return Err(ApiError::QuotaExceeded {
-                message: format!(
-                    "storing {size} more bytes would exceed the storage quota ({current} of {limit} bytes used)"
-                ),
-                resource: "storage_bytes".into(),
-                current,
-                limit,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The blob property and type, checked against the bucket's schema when it has one.
@@ -402,7 +372,7 @@ async fn prepare(
         body.blob_type.as_deref(),
     )?;
     if let Some(size) = body.file_size_bytes {
-        check_quota(&tenant.namespace, size)?;
+        check_quota(&tenant.namespace.limits(), size)?;
     }
     let skip_duplicates = body.skip_duplicates.unwrap_or(true);
     if let (Some(hash), true) = (&file_hash, skip_duplicates) {
@@ -858,10 +828,8 @@ pub struct ListUploadsResponse {
     pub stats: UploadListStats,
 }
 
-const UPLOAD_STATUSES: [&str; 5] = ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELED"];
-
 const UPLOAD_FIELDS: [Field; 11] = [
-    Field::new("status", "status", ColumnKind::Text).one_of(&UPLOAD_STATUSES),
+    Field::new("status", "status", ColumnKind::Text).one_of(&UploadStatus::NAMES),
     Field::new("is_duplicate", "is_duplicate", ColumnKind::Bool),
     Field::new("filename", "filename", ColumnKind::Text),
     Field::new("content_type", "content_type", ColumnKind::Text),
@@ -959,7 +927,7 @@ pub async fn list(
     let total_size_bytes = facets
         .iter()
         .fold(0i64, |sum, (_, _, bytes)| sum.saturating_add(*bytes));
-    let mut uploads_by_status: BTreeMap<String, i64> = UPLOAD_STATUSES
+    let mut uploads_by_status: BTreeMap<String, i64> = UploadStatus::NAMES
         .iter()
         .map(|s| ((*s).to_owned(), 0))
         .collect();
@@ -1039,40 +1007,4 @@ pub async fn cancel(
         })?;
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn namespace(max: Option<i64>, quota: Option<i64>, used: i64) -> NamespaceRow {
-        NamespaceRow {
-            id: "ns_x".into(),
-            organization_id: "org_x".into(),
-            name: "n".into(),
-            max_file_size_bytes: max,
-            storage_quota_bytes: quota,
-            storage_used_bytes: used,
-        }
-    }
-
-    #[test]
-    fn quota_decisions() {
-        let table = [
-            (namespace(None, None, 0), 1_000_000, None),
-            (namespace(Some(50), None, 0), 50, None),
-            (namespace(Some(50), None, 0), 51, Some("file_size_bytes")),
-            (namespace(None, Some(100), 60), 40, None),
-            (namespace(None, Some(100), 60), 41, Some("storage_bytes")),
-            (namespace(None, Some(10), 0), 100, Some("storage_bytes")),
-        ];
-        for (ns, size, want) in table {
-            let got = match check_quota(&ns, size) {
-                Ok(()) => None,
-                Err(ApiError::QuotaExceeded { resource, .. }) => Some(resource),
-                Err(other) => panic!("{other:?}"),
-            };
-            assert_eq!(got.as_deref(), want, "{size}");
-        }
-    }
 }

@@ -23,10 +23,11 @@ use super::procs::{self, CpuSnapshot, Proc};
 use super::report::{self, Drain, LargeFile, Latency, Results};
 use super::{percentile, Client};
 use crate::blob::BlobStore;
-use crate::service::config::{DatabaseConfig, QueueConfig, S3Config};
+use crate::cli::admin;
 use crate::domain::{new_id, IdKind};
+use crate::service::config::{DatabaseConfig, QueueConfig, S3Config};
+use crate::service::startup;
 use crate::store::{self, tenancy};
-use crate::{admin, startup};
 
 #[derive(Debug, Clone, Args)]
 pub struct SuiteArgs {

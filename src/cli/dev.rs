@@ -6,11 +6,11 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::api::key_hash;
+use crate::cli::admin;
+use crate::domain;
 use crate::service::config::{Config, DevConfig};
 use crate::service::startup::{self, Components};
 use crate::store::{self, tenancy};
-use crate::cli::admin;
-use crate::domain;
 
 const DEV_NAME: &str = "dev";
 

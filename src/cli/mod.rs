@@ -2,13 +2,13 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::service::config::{Config, DatabaseConfig, DevConfig, QueueConfig};
 use crate::queue::Topology;
+use crate::service::config::{Config, DatabaseConfig, DevConfig, QueueConfig};
 use crate::service::startup::{self, Components};
+use crate::store;
 use crate::store::dead_letters;
 use crate::store::rate_limits::Limit;
-use crate::store;
-use crate::worker::dead_letters as dead_letter;
+use crate::worker::dead_letters as dead_letter_queue;
 
 pub mod admin;
 pub mod dev;
@@ -278,7 +278,7 @@ async fn run_dlq(
                     d.error
                 );
             }
-            let (total, left) = dead_letter::peek(&queue.amqp_url, &topology, limit).await?;
+            let (total, left) = dead_letter_queue::peek(&queue.amqp_url, &topology, limit).await?;
             println!(
                 "messages left in {} (no task to fail): {total}",
                 topology.dead_letter_queue()

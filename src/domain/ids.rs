@@ -36,6 +36,99 @@ impl IdKind {
     }
 }
 
+/// Declares an id newtype: a prefixed string as the API hands it out, stored as text.
+/// It reads as a `&str` wherever one is expected, and is made only by [`generate`](UploadId::generate)
+/// (a fresh id), by [`parse`](UploadId::parse) (a client's, checked), or by reading it back
+/// from the database or a job message.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident => $kind:expr) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize, sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A new, time-ordered id of this kind.
+            pub fn generate() -> Self {
+                $name(new_id($kind))
+            }
+
+            /// An id a client sent: `None` unless it has this kind's prefix and shape.
+            pub fn parse(s: &str) -> Option<Self> {
+                $kind.matches(s).then(|| $name(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An upload: one file, from its presigned URL to its object.
+    UploadId => IdKind::Upload
+);
+id_type!(
+    /// A task clients poll: a confirmation, a batch confirmation or a batch submission.
+    TaskId => IdKind::Task
+);
+id_type!(
+    /// A bucket of a namespace.
+    BucketId => IdKind::Bucket
+);
+id_type!(
+    /// A namespace: where buckets, quotas and fair shares live.
+    NamespaceId => IdKind::Namespace
+);
+id_type!(
+    /// An organization: whose keys and rate limits these are.
+    OrganizationId => IdKind::Organization
+);
+id_type!(
+    /// A bucket object a confirmation creates.
+    ObjectId => IdKind::Object
+);
+id_type!(
+    /// A batch of objects for processing.
+    BatchId => IdKind::Batch
+);
+
 /// A new time-ordered id (UUIDv7, so rows inserted together sit together in indexes).
 pub fn new_id(kind: IdKind) -> String {
     format!("{}{}", kind.prefix(), uuid::Uuid::now_v7().simple())
@@ -66,6 +159,18 @@ mod tests {
         }
         assert!(!IdKind::Upload.matches(&new_id(IdKind::Task)));
         assert!(!IdKind::Upload.matches("upl_../../etc"));
+    }
+
+    #[test]
+    fn typed_ids_parse_only_their_kind() {
+        let upload = UploadId::generate();
+        assert!(upload.starts_with("upl_"));
+        assert_eq!(UploadId::parse(&upload), Some(upload.clone()));
+        assert_eq!(TaskId::parse(&upload), None);
+        assert_eq!(UploadId::parse("upl_../../etc"), None);
+        assert_eq!(serde_json::to_value(&upload).unwrap(), upload.as_str());
+        let task: TaskId = serde_json::from_value(serde_json::json!(new_id(IdKind::Task))).unwrap();
+        assert_eq!(task.to_string(), task.as_str());
     }
 
     #[test]

@@ -1,7 +1,11 @@
 use std::fmt;
 
 /// Where an upload is in its life: `PENDING` → `PROCESSING` → `COMPLETED` | `FAILED` | `CANCELED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum UploadStatus {
     Pending,
     Processing,
@@ -32,9 +36,31 @@ impl UploadStatus {
         })
     }
 
-    /// A new confirmation may start from here (a failed one may be retried after a re-upload).
+    pub const ALL: [UploadStatus; 5] = [
+        UploadStatus::Pending,
+        UploadStatus::Processing,
+        UploadStatus::Completed,
+        UploadStatus::Failed,
+        UploadStatus::Canceled,
+    ];
+
+    /// The names of [`UploadStatus::ALL`], in the same order.
+    pub const NAMES: [&'static str; 5] =
+        ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELED"];
+
+    /// Where a new confirmation may start from (a failed one may be retried after a
+    /// re-upload), and an upload may be canceled from.
+    pub const CONFIRMABLE: [UploadStatus; 2] = [UploadStatus::Pending, UploadStatus::Failed];
+
+    /// A new confirmation may start from here.
     pub fn can_confirm(self) -> bool {
-        matches!(self, UploadStatus::Pending | UploadStatus::Failed)
+        Self::CONFIRMABLE.contains(&self)
+    }
+}
+
+impl PartialEq<&str> for UploadStatus {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
     }
 }
 
@@ -45,7 +71,11 @@ impl fmt::Display for UploadStatus {
 }
 
 /// Where a task is: `QUEUED` → `IN_PROGRESS` → terminal; `INTERRUPTED` awaits redelivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
     Queued,
     InProgress,
@@ -82,22 +112,26 @@ impl TaskStatus {
         })
     }
 
+    /// Not ended yet: a worker may (re)start the task's job, and it may still end.
+    pub const OPEN: [TaskStatus; 3] = [
+        TaskStatus::Queued,
+        TaskStatus::InProgress,
+        TaskStatus::Interrupted,
+    ];
+
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Completed
-                | TaskStatus::CompletedWithErrors
-                | TaskStatus::Failed
-                | TaskStatus::Canceled
-        )
+        !Self::OPEN.contains(&self)
     }
 
-    /// A worker may (re)start the task's job from here.
+    /// A worker may (re)start the task's job from here, and the task may end.
     pub fn can_start(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Queued | TaskStatus::InProgress | TaskStatus::Interrupted
-        )
+        Self::OPEN.contains(&self)
+    }
+}
+
+impl PartialEq<&str> for TaskStatus {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
     }
 }
 
@@ -153,6 +187,8 @@ mod tests {
             assert_eq!(status.can_confirm(), confirmable, "{status}");
         }
         assert_eq!(UploadStatus::parse("pending"), None);
+        let names: Vec<&str> = UploadStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, UploadStatus::NAMES);
     }
 
     #[test]

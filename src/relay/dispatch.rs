@@ -21,9 +21,9 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::queue::{Lane, Publisher};
 use crate::service::config::RelayConfig;
 use crate::service::metrics;
-use crate::queue::{Lane, Publisher};
 use crate::store::outbox::{self, BulkRow, DISPATCH_CHANNEL};
 
 /// What one dispatching round did.

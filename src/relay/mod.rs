@@ -1,12 +1,14 @@
 //! The outbox relay: publishes what the API could not, from any number of replicas.
 
+pub mod dispatch;
+
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::config::RelayConfig;
 use crate::queue::{Publisher, QueueError};
+use crate::service::config::RelayConfig;
 use crate::store::outbox::{self, OutboxRow};
 
 /// Rows one sweep takes at most.

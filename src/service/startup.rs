@@ -8,19 +8,19 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::task_events::TaskEvents;
 use crate::api::{self, ApiSettings, AppState};
 use crate::blob::{BlobStore, S3Settings};
-use crate::service::config::{Config, S3Config};
-use crate::worker::pipeline::{grouped_steps, Pipeline};
-use crate::service::health::{self, Connected, Health};
-use crate::api::task_events::TaskEvents;
 use crate::queue::{self, Publisher, Topology};
-use crate::store::confirm::BatchDestination;
+use crate::relay::{self, dispatch};
+use crate::service::config::{Config, S3Config};
+use crate::service::health::{self, Connected, Health};
+use crate::store;
+use crate::store::BatchDestination;
+use crate::worker::pipeline::{grouped_steps, Pipeline};
 use crate::worker::turns::FairTurns;
 use crate::worker::WorkerSettings;
-use crate::relay::{self, dispatch};
-use crate::store;
-use crate::worker::{self, dead_letters as dead_letter, sweep};
+use crate::worker::{self, dead_letters, sweep};
 
 /// Which components one process runs.
 #[derive(Debug, Clone, Copy)]
@@ -114,22 +114,26 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
         tracing::info!(addr = ?api_addr, "API listening");
     }
     if components.worker {
-        let (starter, committer) = grouped_steps(&pool);
+        let batches = BatchDestination {
+            exchange: topology.batches_exchange(),
+            routing_key: queue::BATCH_SUBMITTED_ROUTING_KEY.to_owned(),
+        };
+        // The worker writes its tasks' outputs as the API answers them.
+        let outputs = api::task_outputs::TASK_OUTPUTS;
+        let (starter, committer) = grouped_steps(&pool, outputs, &batches);
         let pipeline = Pipeline {
             pool: pool.clone(),
             blob: blob.clone(),
             hash_policy: config.worker.hash_policy,
             async_threshold_bytes: config.confirm.async_threshold_bytes,
             retry_budget: config.worker.retry_budget(),
-            batches: BatchDestination {
-                exchange: topology.batches_exchange(),
-                routing_key: queue::BATCH_SUBMITTED_ROUTING_KEY.to_owned(),
-            },
+            interactive_steps: grouped_steps(&pool, outputs, &batches),
+            batches,
+            outputs,
             lease_from_bytes: config.worker.lease_from_bytes,
             lease: config.worker.lease(),
             starter,
             committer,
-            interactive_steps: grouped_steps(&pool),
             bulk_store_turns: Arc::new(FairTurns::new(
                 usize::from(config.worker.worker_bulk_store_concurrency.max(1)),
                 usize::from(config.worker.worker_bulk_store_yield.max(1)),
@@ -142,11 +146,12 @@ pub async fn start(config: Config, components: Components) -> anyhow::Result<Ser
             health_addr = Some(local);
             tracing::info!(addr = %local, "worker health listening");
         }
-        tasks.push(tokio::spawn(dead_letter::run(
+        tasks.push(tokio::spawn(dead_letters::run(
             config.queue.amqp_url.clone(),
             topology.clone(),
             pool.clone(),
             config.worker.dead_letter_interval(),
+            outputs,
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(sweep::run(

@@ -144,7 +144,7 @@ pub async fn submit(
             organization_id,
             namespace_id: &draft.namespace_id,
             task_type: TaskType::BatchSubmit.as_str(),
-            status: TaskStatus::Completed.as_str(),
+            status: TaskStatus::Completed,
             inputs: &inputs,
             outputs: Some(&outputs),
         },

@@ -4,10 +4,10 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
 use super::batch_confirm;
-use super::confirm::end_task;
+use super::endings::{self, end_task, Followers, TaskEnd};
 use super::models::TaskRow;
 use super::tasks;
-use crate::domain::{TaskStatus, TaskType};
+use crate::domain::{TaskStatus, TaskType, UploadStatus};
 
 const CANCELED_ERROR: &str = "canceled by request";
 
@@ -39,10 +39,11 @@ pub async fn cancel_task(
         let children = batch_confirm::open_children(&mut tx, task_id).await?;
         // Uploads first, as a finishing confirmation locks them.
         sqlx::query(
-            "SELECT id FROM uploads WHERE task_id = ANY($1) AND status = 'PROCESSING'
+            "SELECT id FROM uploads WHERE task_id = ANY($1) AND status = $2
              ORDER BY id FOR UPDATE",
         )
         .bind(&children)
+        .bind(UploadStatus::Processing)
         .execute(&mut *tx)
         .await?;
         for child in &children {
@@ -53,14 +54,13 @@ pub async fn cancel_task(
             );
         }
         let outputs = batch_confirm::partial_outputs(&mut tx, task_id).await?;
-        end_task(
-            &mut tx,
+        let end = TaskEnd {
             task_id,
-            TaskStatus::Canceled,
-            Some(CANCELED_ERROR),
-            &outputs,
-        )
-        .await?
+            status: TaskStatus::Canceled,
+            error: Some(CANCELED_ERROR),
+            outputs: &outputs,
+        };
+        end_task(&mut tx, end, Followers::Leave).await?
     } else {
         let parents = cancel_confirmation(&mut tx, task_id).await?;
         let ended = parents.is_some();
@@ -70,16 +70,16 @@ pub async fn cancel_task(
     touched.sort();
     touched.dedup();
     for parent in touched.iter().filter(|p| p.as_str() != task_id) {
-        batch_confirm::finalize_if_done(&mut tx, parent).await?;
+        endings::finalize_if_done(&mut tx, parent).await?;
     }
     let current = tasks::find_in(&mut tx, task_id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     tx.commit().await?;
-    let was_canceled = task.status == TaskStatus::Canceled.as_str();
-    Ok(match TaskStatus::parse(&current.status) {
-        Some(TaskStatus::Canceled) if ended && !was_canceled => CancelOutcome::Canceled(current),
-        Some(TaskStatus::Canceled) => CancelOutcome::AlreadyCanceled(current),
+    let was_canceled = task.status == TaskStatus::Canceled;
+    Ok(match current.status {
+        TaskStatus::Canceled if ended && !was_canceled => CancelOutcome::Canceled(current),
+        TaskStatus::Canceled => CancelOutcome::AlreadyCanceled(current),
         _ => CancelOutcome::Terminal(current),
     })
 }
@@ -92,23 +92,25 @@ async fn cancel_confirmation(
     task_id: &str,
 ) -> sqlx::Result<Option<Vec<String>>> {
     sqlx::query(
-        "UPDATE uploads SET status = 'PENDING', updated_at = now(),
+        "UPDATE uploads SET status = $2, updated_at = now(),
             message = 'The confirmation was canceled; the upload can be confirmed again'
-         WHERE task_id = $1 AND status = 'PROCESSING'",
+         WHERE task_id = $1 AND status = $3",
     )
     .bind(task_id)
+    .bind(UploadStatus::Pending)
+    .bind(UploadStatus::Processing)
     .execute(&mut *conn)
     .await?;
-    let outputs = json!({ "status": TaskStatus::Canceled.as_str(), "error": CANCELED_ERROR });
-    if !end_task(
-        conn,
+    let outputs = json!({ "status": TaskStatus::Canceled, "error": CANCELED_ERROR });
+    let end = TaskEnd {
         task_id,
-        TaskStatus::Canceled,
-        Some(CANCELED_ERROR),
-        &outputs,
-    )
-    .await?
-    {
+        status: TaskStatus::Canceled,
+        error: Some(CANCELED_ERROR),
+        outputs: &outputs,
+    };
+    // Its followers are settled below, once the job is out of the outbox; their parents
+    // end after every child of this cancel is settled.
+    if !end_task(conn, end, Followers::Leave).await? {
         return Ok(None);
     }
     // A bulk job still waiting for the dispatcher goes with its task (one already handed
@@ -117,8 +119,8 @@ async fn cancel_confirmation(
         .bind(task_id)
         .execute(&mut *conn)
         .await?;
-    let result = batch_confirm::item_result(TaskStatus::Canceled, Some(CANCELED_ERROR), &outputs);
-    batch_confirm::settle(conn, &[(task_id.to_owned(), result)])
+    let result = endings::item_result(TaskStatus::Canceled, Some(CANCELED_ERROR), &outputs);
+    endings::settle(conn, &[(task_id.to_owned(), result)])
         .await
         .map(Some)
 }

@@ -2,12 +2,13 @@
 //! and long jobs whose lease lapsed, put back on the queue.
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
-use super::confirm::finish_task;
+use super::completion::TaskOutputs;
+use super::endings::{fail_confirmation, TaskEnd};
 use super::outbox::{self, OutboxMessage};
-use crate::domain::TaskStatus;
+use crate::domain::{Failure, TaskStatus, UploadStatus};
 
 /// What became of a dead-lettered job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,29 +43,16 @@ pub fn given_up_error(reason: &str, attempts: i32, last_error: Option<&str>) -> 
     )
 }
 
-/// The outputs of a task failed by the dead-letter consumer: the error its sync confirm
-/// answers with afterwards.
-fn given_up_outputs(upload_id: &str, error: &str) -> Value {
-    json!({
-        "upload_id": upload_id,
-        "status_code": 503,
-        "error": {
-            "type": "ServiceUnavailableError",
-            "message": error,
-            "details": { "reason": "dead_lettered" },
-        },
-    })
-}
-
 /// Fails the task of a dead-lettered job (and its upload) with the last error it recorded.
 pub async fn fail_dead(
     pool: &PgPool,
     task_id: &str,
     upload_id: &str,
     reason: &str,
+    outputs: &TaskOutputs,
 ) -> sqlx::Result<DeadOutcome> {
     let mut tx = pool.begin().await?;
-    let outcome = fail_dead_in(&mut tx, task_id, upload_id, reason).await?;
+    let outcome = fail_dead_in(&mut tx, task_id, upload_id, reason, outputs).await?;
     tx.commit().await?;
     Ok(outcome)
 }
@@ -74,8 +62,9 @@ async fn fail_dead_in(
     task_id: &str,
     upload_id: &str,
     reason: &str,
+    outputs: &TaskOutputs,
 ) -> sqlx::Result<DeadOutcome> {
-    let task: Option<(String, Option<String>, i32)> =
+    let task: Option<(TaskStatus, Option<String>, i32)> =
         sqlx::query_as("SELECT status, error, attempts FROM tasks WHERE id = $1 FOR UPDATE")
             .bind(task_id)
             .fetch_optional(&mut *conn)
@@ -83,21 +72,18 @@ async fn fail_dead_in(
     let Some((status, last_error, attempts)) = task else {
         return Ok(DeadOutcome::UnknownTask);
     };
-    if !matches!(status.as_str(), "QUEUED" | "IN_PROGRESS" | "INTERRUPTED") {
+    if status.is_terminal() {
         return Ok(DeadOutcome::AlreadyEnded);
     }
     let error = given_up_error(reason, attempts, last_error.as_deref());
-    sqlx::query(
-        "UPDATE uploads SET status = 'FAILED', error = $3, updated_at = now()
-         WHERE id = $1 AND task_id = $2 AND status = 'PROCESSING'",
-    )
-    .bind(upload_id)
-    .bind(task_id)
-    .bind(&error)
-    .execute(&mut *conn)
-    .await?;
-    let outputs = given_up_outputs(upload_id, &error);
-    finish_task(conn, task_id, TaskStatus::Failed, Some(&error), &outputs).await?;
+    let outputs = (outputs.failed)(upload_id, &Failure::GivenUp(error.clone()));
+    let end = TaskEnd {
+        task_id,
+        status: TaskStatus::Failed,
+        error: Some(&error),
+        outputs: &outputs,
+    };
+    fail_confirmation(conn, upload_id, end).await?;
     sqlx::query(
         "INSERT INTO dead_letters (task_id, upload_id, reason, error, attempts)
          VALUES ($1, $2, $3, $4, $5)
@@ -153,19 +139,23 @@ pub async fn replay(
     let mut replayed = Vec::with_capacity(open.len());
     for (id, task_id, upload_id) in open {
         let task = sqlx::query(
-            "UPDATE tasks SET status = 'QUEUED', error = NULL, outputs = NULL, progress = NULL,
+            "UPDATE tasks SET status = $2, error = NULL, outputs = NULL, progress = NULL,
                               attempts = 0, lease_until = NULL, updated_at = now()
-             WHERE id = $1 AND status = 'FAILED'",
+             WHERE id = $1 AND status = $3",
         )
         .bind(&task_id)
+        .bind(TaskStatus::Queued)
+        .bind(TaskStatus::Failed)
         .execute(&mut *tx)
         .await?;
         let upload = sqlx::query(
-            "UPDATE uploads SET status = 'PROCESSING', error = NULL, updated_at = now()
-             WHERE id = $1 AND task_id = $2 AND status = 'FAILED'",
+            "UPDATE uploads SET status = $3, error = NULL, updated_at = now()
+             WHERE id = $1 AND task_id = $2 AND status = $4",
         )
         .bind(&upload_id)
         .bind(&task_id)
+        .bind(UploadStatus::Processing)
+        .bind(UploadStatus::Failed)
         .execute(&mut *tx)
         .await?;
         let queued = task.rows_affected() == 1 && upload.rows_affected() == 1;
@@ -223,16 +213,19 @@ pub async fn requeue_lapsed(
     confirm_queue: &str,
     max_attempts: i32,
     limit: i64,
+    outputs: &TaskOutputs,
 ) -> sqlx::Result<Lapsed> {
     let mut tx = pool.begin().await?;
     let rows: Vec<(String, i32, Option<String>)> = sqlx::query_as(
         "SELECT t.id, t.attempts, u.id FROM tasks t
-         LEFT JOIN uploads u ON u.task_id = t.id AND u.status = 'PROCESSING'
-         WHERE t.lease_until < now() AND t.status IN ('QUEUED', 'IN_PROGRESS', 'INTERRUPTED')
+         LEFT JOIN uploads u ON u.task_id = t.id AND u.status = $2
+         WHERE t.lease_until < now() AND t.status = ANY($3)
          ORDER BY t.lease_until LIMIT $1
          FOR UPDATE OF t SKIP LOCKED",
     )
     .bind(limit)
+    .bind(UploadStatus::Processing)
+    .bind(&TaskStatus::OPEN[..])
     .fetch_all(&mut *tx)
     .await?;
     let mut done = Lapsed::default();
@@ -245,7 +238,7 @@ pub async fn requeue_lapsed(
             continue;
         };
         if attempts >= max_attempts {
-            fail_dead_in(&mut tx, &task_id, &upload_id, "lease_lapsed").await?;
+            fail_dead_in(&mut tx, &task_id, &upload_id, "lease_lapsed", outputs).await?;
             done.failed += 1;
         } else {
             enqueue(&mut tx, confirm_queue, &task_id, &upload_id).await?;
@@ -270,8 +263,5 @@ mod tests {
         assert!(e.ends_with("storage: timeout"), "{e}");
         let lost = given_up_error("delivery_limit", 2, None);
         assert!(lost.contains("lost"), "{lost}");
-        let outputs = given_up_outputs("upl_1", &e);
-        assert_eq!(outputs["status_code"], 503);
-        assert_eq!(outputs["error"]["details"]["reason"], "dead_lettered");
     }
 }

@@ -3,13 +3,15 @@
 pub mod batch_confirm;
 pub mod batches;
 pub mod cancel;
-pub mod confirm;
+pub mod completion;
 pub mod dead_letters;
+pub mod endings;
 pub mod filter;
 pub mod models;
 pub mod objects;
 pub mod outbox;
 pub mod rate_limits;
+pub mod start;
 pub mod tasks;
 pub mod tenancy;
 pub mod uploads;
@@ -23,6 +25,7 @@ use sqlx::{PgPool, Postgres};
 
 use crate::service::config::DatabaseConfig;
 
+pub use batches::BatchDestination;
 pub use models::{BatchRow, BucketRow, NamespaceRow, ObjectRow, TaskRow, UploadRow};
 
 /// The channel on which task state changes are announced (payload: the task id).

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::domain::{NamespaceLimits, TaskStatus, UploadStatus};
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NamespaceRow {
     pub id: String,
@@ -37,7 +39,7 @@ pub struct UploadRow {
     pub file_size_bytes: Option<i64>,
     pub presigned_url_expiration: i32,
     pub s3_key: String,
-    pub status: String,
+    pub status: UploadStatus,
     pub metadata: Value,
     pub create_object_on_confirm: bool,
     pub object_metadata: Option<Value>,
@@ -72,7 +74,7 @@ pub struct TaskRow {
     pub organization_id: String,
     pub namespace_id: Option<String>,
     pub task_type: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub inputs: Value,
     pub outputs: Option<Value>,
     pub additional_data: Option<Value>,
@@ -108,6 +110,16 @@ pub struct ObjectRow {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl NamespaceRow {
+    pub fn limits(&self) -> NamespaceLimits {
+        NamespaceLimits {
+            max_file_size_bytes: self.max_file_size_bytes,
+            storage_quota_bytes: self.storage_quota_bytes,
+            storage_used_bytes: self.storage_used_bytes,
+        }
+    }
 }
 
 impl UploadRow {

@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use super::filter::Condition;
 use super::models::TaskRow;
 use super::TASK_EVENTS_CHANNEL;
+use crate::domain::TaskStatus;
 
 const TASK_COLUMNS: &str = "id, organization_id, namespace_id, task_type, status, inputs, outputs, additional_data, error, progress, attempts, created_at, updated_at";
 
@@ -17,7 +18,7 @@ pub struct NewTask<'a> {
     pub organization_id: &'a str,
     pub namespace_id: &'a str,
     pub task_type: &'a str,
-    pub status: &'a str,
+    pub status: TaskStatus,
     pub inputs: &'a Value,
     pub outputs: Option<&'a Value>,
 }
@@ -109,13 +110,30 @@ pub async fn find_for_organization(
 pub async fn hold_lease(pool: &PgPool, task_id: &str, lease: Duration) -> sqlx::Result<bool> {
     let held = sqlx::query(
         "UPDATE tasks SET lease_until = now() + make_interval(secs => $2)
-         WHERE id = $1 AND status = 'IN_PROGRESS'",
+         WHERE id = $1 AND status = $3",
     )
     .bind(task_id)
     .bind(lease.as_secs_f64())
+    .bind(TaskStatus::InProgress)
     .execute(pool)
     .await?;
     Ok(held.rows_affected() == 1)
+}
+
+/// A running task's attempt failed for now: `INTERRUPTED`, with the error, until its job
+/// is delivered again.
+pub async fn interrupt(pool: &PgPool, task_id: &str, error: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET status = $2, error = $3, updated_at = now()
+         WHERE id = $1 AND status = $4",
+    )
+    .bind(task_id)
+    .bind(TaskStatus::Interrupted)
+    .bind(error)
+    .bind(TaskStatus::InProgress)
+    .execute(pool)
+    .await
+    .map(drop)
 }
 
 /// Records hashing progress and tells waiters, who may switch to the async answer.
@@ -123,10 +141,11 @@ pub async fn set_progress(pool: &PgPool, task_id: &str, progress: &Value) -> sql
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE tasks SET progress = $2, updated_at = now()
-         WHERE id = $1 AND status = 'IN_PROGRESS'",
+         WHERE id = $1 AND status = $3",
     )
     .bind(task_id)
     .bind(progress)
+    .bind(TaskStatus::InProgress)
     .execute(&mut *tx)
     .await?;
     notify(&mut tx, task_id).await?;

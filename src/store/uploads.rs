@@ -8,7 +8,9 @@ use super::filter::Condition;
 
 use super::models::UploadRow;
 use super::outbox::{self, OutboxMessage};
+use super::start::UPLOAD_COLUMNS_OF_U;
 use super::tasks::{self, NewTask};
+use crate::domain::UploadStatus;
 
 pub(crate) const UPLOAD_COLUMNS: &str = "id, bucket_id, namespace_id, filename, content_type, file_size_bytes, presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm, object_metadata, blob_property, blob_type, file_hash, skip_duplicates, enforce_file_hash, multipart_upload_id, part_size_bytes, part_count, is_duplicate, duplicate_of_upload_id, message, etag, object_id, task_id, batch_id, batch_task_id, error, created_at, updated_at, expires_at, verified_at, completed_at";
 
@@ -56,7 +58,7 @@ pub async fn insert_many(pool: &PgPool, new: &[NewUpload]) -> sqlx::Result<Vec<U
             enforce_file_hash, multipart_upload_id, part_size_bytes, part_count, created_at,
             updated_at, expires_at)
          SELECT id, bucket_id, namespace_id, filename, content_type, file_size_bytes,
-            presigned_url_expiration, s3_key, 'PENDING', metadata, create_object_on_confirm,
+            presigned_url_expiration, s3_key, $2, metadata, create_object_on_confirm,
             object_metadata, blob_property, blob_type, file_hash, skip_duplicates,
             enforce_file_hash, multipart_upload_id, part_size_bytes, part_count, created_at,
             created_at, expires_at
@@ -70,6 +72,7 @@ pub async fn insert_many(pool: &PgPool, new: &[NewUpload]) -> sqlx::Result<Vec<U
          RETURNING {UPLOAD_COLUMNS}"
     )))
     .bind(sqlx::types::Json(new))
+    .bind(UploadStatus::Pending)
     .fetch_all(pool)
     .await?;
     let mut by_id: std::collections::HashMap<String, UploadRow> =
@@ -189,12 +192,14 @@ pub enum UploadCancel {
 
 pub async fn cancel(pool: &PgPool, bucket_id: &str, upload_id: &str) -> sqlx::Result<UploadCancel> {
     let canceled: Option<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE uploads SET status = 'CANCELED', updated_at = now(), message = 'Upload canceled'
-         WHERE id = $1 AND bucket_id = $2 AND status IN ('PENDING', 'FAILED')
+        "UPDATE uploads SET status = $3, updated_at = now(), message = 'Upload canceled'
+         WHERE id = $1 AND bucket_id = $2 AND status = ANY($4)
          RETURNING {UPLOAD_COLUMNS}"
     )))
     .bind(upload_id)
     .bind(bucket_id)
+    .bind(UploadStatus::Canceled)
+    .bind(&UploadStatus::CONFIRMABLE[..])
     .fetch_optional(pool)
     .await?;
     if let Some(u) = canceled {
@@ -202,7 +207,7 @@ pub async fn cancel(pool: &PgPool, bucket_id: &str, upload_id: &str) -> sqlx::Re
     }
     Ok(match find_in_bucket(pool, bucket_id, upload_id).await? {
         None => UploadCancel::NotFound,
-        Some(u) if u.status == "CANCELED" => UploadCancel::Canceled(Box::new(u)),
+        Some(u) if u.status == UploadStatus::Canceled => UploadCancel::Canceled(Box::new(u)),
         Some(u) => UploadCancel::Refused(Box::new(u)),
     })
 }
@@ -219,11 +224,12 @@ pub async fn claim_expired(
 ) -> sqlx::Result<Vec<Expired>> {
     sqlx::query_as(
         "SELECT id, s3_key, multipart_upload_id FROM uploads
-         WHERE status = 'PENDING' AND expires_at + make_interval(secs => $1) < now()
+         WHERE status = $3 AND expires_at + make_interval(secs => $1) < now()
          ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(grace.as_secs_f64())
     .bind(limit)
+    .bind(UploadStatus::Pending)
     .fetch_all(conn)
     .await
 }
@@ -247,12 +253,13 @@ pub async fn multipart_owned(
     sqlx::query_scalar(
         "SELECT multipart_upload_id FROM uploads
          WHERE multipart_upload_id = ANY($1)
-           AND (status = 'PROCESSING'
-                OR (status IN ('PENDING', 'FAILED')
-                    AND expires_at + make_interval(secs => $2) >= now()))",
+           AND (status = $3
+                OR (status = ANY($4) AND expires_at + make_interval(secs => $2) >= now()))",
     )
     .bind(multipart_ids)
     .bind(grace.as_secs_f64())
+    .bind(UploadStatus::Processing)
+    .bind(&UploadStatus::CONFIRMABLE[..])
     .fetch_all(pool)
     .await
 }
@@ -269,12 +276,14 @@ pub async fn extend_expiry(
     sqlx::query_scalar(
         "UPDATE uploads SET expires_at = greatest(expires_at, $2), updated_at = now()
          WHERE id = $1
-           AND (status = 'PENDING' OR (status = 'FAILED' AND error IS DISTINCT FROM $3))
+           AND (status = $4 OR (status = $5 AND error IS DISTINCT FROM $3))
          RETURNING expires_at",
     )
     .bind(upload_id)
     .bind(until)
     .bind(EXPIRED_ERROR)
+    .bind(UploadStatus::Pending)
+    .bind(UploadStatus::Failed)
     .fetch_optional(pool)
     .await
 }
@@ -282,11 +291,13 @@ pub async fn extend_expiry(
 /// Marks claimed uploads `FAILED` as expired.
 pub async fn mark_expired(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<u64> {
     sqlx::query(
-        "UPDATE uploads SET status = 'FAILED', error = $2, updated_at = now()
-         WHERE id = ANY($1) AND status = 'PENDING'",
+        "UPDATE uploads SET status = $3, error = $2, updated_at = now()
+         WHERE id = ANY($1) AND status = $4",
     )
     .bind(ids)
     .bind(EXPIRED_ERROR)
+    .bind(UploadStatus::Failed)
+    .bind(UploadStatus::Pending)
     .execute(conn)
     .await
     .map(|r| r.rows_affected())
@@ -322,17 +333,14 @@ pub async fn find_original(
     bucket_id: &str,
     content_hash: &str,
 ) -> sqlx::Result<Option<UploadRow>> {
-    let cols = UPLOAD_COLUMNS
-        .split(", ")
-        .map(|c| format!("u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {cols} FROM bucket_contents c JOIN uploads u ON u.id = c.upload_id
-         WHERE c.bucket_id = $1 AND c.content_hash = $2 AND u.status = 'COMPLETED'"
+         WHERE c.bucket_id = $1 AND c.content_hash = $2 AND u.status = $3",
+        cols = &*UPLOAD_COLUMNS_OF_U
     )))
     .bind(bucket_id)
     .bind(content_hash)
+    .bind(UploadStatus::Completed)
     .fetch_optional(pool)
     .await
 }
@@ -357,11 +365,13 @@ pub async fn begin_confirmation(
     let mut tx = pool.begin().await?;
     tasks::insert(&mut tx, task).await?;
     let moved = sqlx::query(
-        "UPDATE uploads SET status = 'PROCESSING', task_id = $2, error = NULL, updated_at = now()
-         WHERE id = $1 AND status IN ('PENDING', 'FAILED')",
+        "UPDATE uploads SET status = $3, task_id = $2, error = NULL, updated_at = now()
+         WHERE id = $1 AND status = ANY($4)",
     )
     .bind(upload_id)
     .bind(task.id)
+    .bind(UploadStatus::Processing)
+    .bind(&UploadStatus::CONFIRMABLE[..])
     .execute(&mut *tx)
     .await?;
     if moved.rows_affected() == 0 {

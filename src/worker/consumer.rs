@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::worker::pipeline::{Pipeline, Ran};
+use crate::queue::{self, ConfirmJob, Lane, Topology};
 use crate::service::health::Connected;
 use crate::service::metrics;
-use crate::queue::{self, ConfirmJob, Lane, Topology};
+use crate::worker::pipeline::{Pipeline, Ran};
 
 /// How one worker process consumes.
 #[derive(Debug, Clone)]

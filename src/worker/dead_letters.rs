@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::{self, ConfirmJob, Topology};
+use crate::store::completion::TaskOutputs;
 use crate::store::dead_letters::{self, DeadOutcome};
 
 /// Lapsed leases one pass takes at most.
@@ -42,6 +43,7 @@ pub async fn run(
     topology: Topology,
     pool: PgPool,
     interval: Duration,
+    outputs: TaskOutputs,
     shutdown: CancellationToken,
 ) {
     let mut conn: Option<Connection> = None;
@@ -73,7 +75,7 @@ pub async fn run(
             } else {
                 left_last
             };
-            match sweep_with(c, &topology, &pool, skip_up_to).await {
+            match sweep_with(c, &topology, &pool, skip_up_to, &outputs).await {
                 Ok(s) => {
                     if s.failed > 0 || s.dropped > 0 {
                         tracing::warn!(
@@ -98,6 +100,7 @@ pub async fn run(
             &topology.confirm_queue(),
             i32::try_from(topology.delivery_limit).unwrap_or(i32::MAX),
             LAPSED_LIMIT,
+            &outputs,
         )
         .await
         {
@@ -105,7 +108,11 @@ pub async fn run(
                 if l.failed > 0 {
                     metrics::counter!(crate::service::metrics::DEAD_LETTERED, "reason" => "lease_lapsed")
                         .increment(l.failed as u64);
-                    crate::service::metrics::confirmations("failed", "lease_lapsed", l.failed as u64);
+                    crate::service::metrics::confirmations(
+                        "failed",
+                        "lease_lapsed",
+                        l.failed as u64,
+                    );
                 }
                 tracing::warn!(
                     requeued = l.requeued,
@@ -129,9 +136,10 @@ pub async fn sweep_with(
     topology: &Topology,
     pool: &PgPool,
     skip_up_to: Option<u32>,
+    outputs: &TaskOutputs,
 ) -> anyhow::Result<DeadLetterSweep> {
     let channel = conn.create_channel().await?;
-    let result = sweep_channel(&channel, topology, pool, skip_up_to).await;
+    let result = sweep_channel(&channel, topology, pool, skip_up_to, outputs).await;
     // Closing the channel hands back, unchanged, every message left unsettled.
     let _ = channel.close(200, "sweep done".into()).await;
     result
@@ -142,6 +150,7 @@ async fn sweep_channel(
     topology: &Topology,
     pool: &PgPool,
     skip_up_to: Option<u32>,
+    outputs: &TaskOutputs,
 ) -> anyhow::Result<DeadLetterSweep> {
     let queue = topology.dead_letter_queue();
     let waiting = queue::ready_count(channel, &queue).await?;
@@ -164,7 +173,7 @@ async fn sweep_channel(
             continue;
         };
         let reason = death_reason(&delivery);
-        let outcome = dead_letters::fail_dead(pool, &job.task_id, &job.upload_id, &reason)
+        let outcome = dead_letters::fail_dead(pool, &job.task_id, &job.upload_id, &reason, outputs)
             .await
             .context("failing a dead-lettered task")?;
         match outcome {

@@ -9,8 +9,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::{BlobError, BlobStore};
-use crate::service::config::SweepConfig;
 use crate::domain::UploadKeys;
+use crate::service::config::SweepConfig;
 use crate::store::uploads;
 
 /// Uploads one round takes at most.
