@@ -70,7 +70,7 @@ async fn the_relay_publishes_jobs_the_api_never_sent() {
             id: &task_id,
             organization_id: &app.org_id,
             namespace_id: &app.namespace_id,
-            task_type: "api_buckets_uploads_confirm",
+            task_type: upconfirm::domain::TaskType::UploadConfirm,
             status: upconfirm::domain::TaskStatus::Queued,
             inputs: &json!({ "upload_id": upload_id, "options": {} }),
             outputs: None,

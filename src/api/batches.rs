@@ -13,7 +13,7 @@ use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery,
 use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::tasks::TaskResponse;
 use super::{buckets, AppState};
-use crate::domain::{new_id, IdKind};
+use crate::domain::{new_id, BatchStatus, IdKind};
 use crate::queue::BATCH_SUBMITTED_ROUTING_KEY;
 use crate::store::batches::{self, BatchDestination, NewBatch};
 use crate::store::{tasks, BatchRow};
@@ -57,7 +57,7 @@ impl BatchModel {
             bucket_id: b.bucket_id.clone(),
             namespace_id: b.namespace_id.clone(),
             batch_name: b.batch_name.clone(),
-            status: b.status.clone(),
+            status: b.status.to_string(),
             object_ids: b.object_ids.clone(),
             task_id: b.task_id.clone(),
             metadata: b.metadata.clone(),
@@ -444,7 +444,7 @@ pub async fn list(
             .as_ref()
             .is_some_and(|n| *n != tenant.namespace.id);
     if let Some(status) = &body.status {
-        if !["DRAFT", "PENDING"].contains(&status.as_str()) {
+        if BatchStatus::parse(status).is_none() {
             return Err(ApiError::invalid(
                 "enum",
                 &["body", "status"],

@@ -98,7 +98,7 @@ impl ConfirmUploadResponse {
     pub fn in_progress(upload_id: &str, task_id: &str) -> Self {
         ConfirmUploadResponse {
             upload_id: upload_id.to_owned(),
-            status: UploadStatus::Processing.as_str().to_owned(),
+            status: UploadStatus::Processing.to_string(),
             etag: None,
             file_size_bytes: None,
             file_hash: None,
@@ -220,7 +220,7 @@ pub async fn confirm_batch(
             id: &task_id,
             organization_id: &tenant.organization_id,
             namespace_id: &tenant.namespace.id,
-            task_type: TaskType::UploadBatchConfirm.as_str(),
+            task_type: TaskType::UploadBatchConfirm,
             status: TaskStatus::Queued,
             inputs: &inputs,
             outputs: None,
@@ -412,7 +412,7 @@ async fn start(
             id: &task_id,
             organization_id: &tenant.organization_id,
             namespace_id: &tenant.namespace.id,
-            task_type: TaskType::UploadConfirm.as_str(),
+            task_type: TaskType::UploadConfirm,
             status: TaskStatus::Queued,
             inputs: &inputs,
             outputs: None,

@@ -96,7 +96,7 @@ impl ObjectResponse {
                 .map(|(i, b)| BlobModel::new(&o.id, i, b))
                 .collect(),
             metadata: o.metadata.clone(),
-            status: o.status.clone(),
+            status: o.status.to_string(),
             created_at: o.created_at,
             updated_at: o.updated_at,
         }

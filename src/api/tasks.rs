@@ -101,7 +101,7 @@ impl TaskResponse {
         let outputs = as_list(t.outputs.as_ref(), "results", &mut extra);
         TaskResponse {
             task_id: t.id.clone(),
-            task_type: t.task_type.clone(),
+            task_type: t.task_type.to_string(),
             status: t.status.to_string(),
             inputs,
             outputs,

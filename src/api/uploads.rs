@@ -829,7 +829,7 @@ pub struct ListUploadsResponse {
 }
 
 const UPLOAD_FIELDS: [Field; 11] = [
-    Field::new("status", "status", ColumnKind::Text).one_of(&UploadStatus::NAMES),
+    Field::new("status", "status", ColumnKind::Text).one_of(UploadStatus::NAMES),
     Field::new("is_duplicate", "is_duplicate", ColumnKind::Bool),
     Field::new("filename", "filename", ColumnKind::Text),
     Field::new("content_type", "content_type", ColumnKind::Text),

@@ -17,7 +17,7 @@ pub use ids::{
 pub use parts::{
     number_runs, PartPlan, PartsCheck, MAX_OBJECT_BYTES, MAX_PARTS, MAX_SINGLE_PUT_BYTES,
 };
-pub use status::{TaskStatus, TaskType, UploadStatus};
+pub use status::{BatchStatus, ObjectStatus, TaskStatus, TaskType, UploadStatus};
 pub use values::{
     blob_type_for, etags_match, unquote_etag, BlobProperty, BlobType, ContentHash, ContentType,
     Filename, InvalidValue, UploadKeys, MAX_KEY_BYTES,

@@ -1,53 +1,67 @@
-use std::fmt;
+//! States as types: each maps to its wire name (the API's and the database's text), and the
+//! legal transitions are methods and constant sets the store binds into its queries.
 
-/// Where an upload is in its life: `PENDING` → `PROCESSING` → `COMPLETED` | `FAILED` | `CANCELED`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum UploadStatus {
-    Pending,
-    Processing,
-    Completed,
-    Failed,
-    Canceled,
+/// Declares a state enum with its wire names, stored as text.
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash,
+            serde::Serialize, serde::Deserialize, sqlx::Type,
+        )]
+        #[sqlx(type_name = "text")]
+        pub enum $name {
+            $(
+                #[serde(rename = $wire)]
+                #[sqlx(rename = $wire)]
+                $variant,
+            )+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire names of [`Self::ALL`], in the same order.
+            pub const NAMES: &'static [&'static str] = &[$($wire),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, name: &&str) -> bool {
+                self.as_str() == *name
+            }
+        }
+    };
 }
 
+wire_enum!(
+    /// Where an upload is in its life: `PENDING` → `PROCESSING` → `COMPLETED` | `FAILED` |
+    /// `CANCELED`.
+    UploadStatus {
+        Pending => "PENDING",
+        Processing => "PROCESSING",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+        Canceled => "CANCELED",
+    }
+);
+
 impl UploadStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UploadStatus::Pending => "PENDING",
-            UploadStatus::Processing => "PROCESSING",
-            UploadStatus::Completed => "COMPLETED",
-            UploadStatus::Failed => "FAILED",
-            UploadStatus::Canceled => "CANCELED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "PENDING" => UploadStatus::Pending,
-            "PROCESSING" => UploadStatus::Processing,
-            "COMPLETED" => UploadStatus::Completed,
-            "FAILED" => UploadStatus::Failed,
-            "CANCELED" => UploadStatus::Canceled,
-            _ => return None,
-        })
-    }
-
-    pub const ALL: [UploadStatus; 5] = [
-        UploadStatus::Pending,
-        UploadStatus::Processing,
-        UploadStatus::Completed,
-        UploadStatus::Failed,
-        UploadStatus::Canceled,
-    ];
-
-    /// The names of [`UploadStatus::ALL`], in the same order.
-    pub const NAMES: [&'static str; 5] =
-        ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELED"];
-
     /// Where a new confirmation may start from (a failed one may be retried after a
     /// re-upload), and an upload may be canceled from.
     pub const CONFIRMABLE: [UploadStatus; 2] = [UploadStatus::Pending, UploadStatus::Failed];
@@ -58,60 +72,20 @@ impl UploadStatus {
     }
 }
 
-impl PartialEq<&str> for UploadStatus {
-    fn eq(&self, name: &&str) -> bool {
-        self.as_str() == *name
+wire_enum!(
+    /// Where a task is: `QUEUED` → `IN_PROGRESS` → terminal; `INTERRUPTED` awaits redelivery.
+    TaskStatus {
+        Queued => "QUEUED",
+        InProgress => "IN_PROGRESS",
+        Interrupted => "INTERRUPTED",
+        Completed => "COMPLETED",
+        CompletedWithErrors => "COMPLETED_WITH_ERRORS",
+        Failed => "FAILED",
+        Canceled => "CANCELED",
     }
-}
-
-impl fmt::Display for UploadStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where a task is: `QUEUED` → `IN_PROGRESS` → terminal; `INTERRUPTED` awaits redelivery.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TaskStatus {
-    Queued,
-    InProgress,
-    Interrupted,
-    Completed,
-    CompletedWithErrors,
-    Failed,
-    Canceled,
-}
+);
 
 impl TaskStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Queued => "QUEUED",
-            TaskStatus::InProgress => "IN_PROGRESS",
-            TaskStatus::Interrupted => "INTERRUPTED",
-            TaskStatus::Completed => "COMPLETED",
-            TaskStatus::CompletedWithErrors => "COMPLETED_WITH_ERRORS",
-            TaskStatus::Failed => "FAILED",
-            TaskStatus::Canceled => "CANCELED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "QUEUED" => TaskStatus::Queued,
-            "IN_PROGRESS" => TaskStatus::InProgress,
-            "INTERRUPTED" => TaskStatus::Interrupted,
-            "COMPLETED" => TaskStatus::Completed,
-            "COMPLETED_WITH_ERRORS" => TaskStatus::CompletedWithErrors,
-            "FAILED" => TaskStatus::Failed,
-            "CANCELED" => TaskStatus::Canceled,
-            _ => return None,
-        })
-    }
-
     /// Not ended yet: a worker may (re)start the task's job, and it may still end.
     pub const OPEN: [TaskStatus; 3] = [
         TaskStatus::Queued,
@@ -129,45 +103,36 @@ impl TaskStatus {
     }
 }
 
-impl PartialEq<&str> for TaskStatus {
-    fn eq(&self, name: &&str) -> bool {
-        self.as_str() == *name
+wire_enum!(
+    /// A batch of objects: `DRAFT` until submitted, then `PENDING` for its processor.
+    BatchStatus {
+        Draft => "DRAFT",
+        Pending => "PENDING",
+    }
+);
+
+impl BatchStatus {
+    /// Only a draft may be submitted.
+    pub fn can_submit(self) -> bool {
+        self == BatchStatus::Draft
     }
 }
 
-impl fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+wire_enum!(
+    /// A bucket object's state; a confirmation creates it `ACTIVE`.
+    ObjectStatus {
+        Active => "ACTIVE",
     }
-}
+);
 
-/// The task types of the wire contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskType {
-    UploadConfirm,
-    UploadBatchConfirm,
-    BatchSubmit,
-}
-
-impl TaskType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskType::UploadConfirm => "api_buckets_uploads_confirm",
-            TaskType::UploadBatchConfirm => "api_buckets_uploads_batch_confirm",
-            TaskType::BatchSubmit => "api_buckets_batches_submit",
-        }
+wire_enum!(
+    /// The task types of the wire contract.
+    TaskType {
+        UploadConfirm => "api_buckets_uploads_confirm",
+        UploadBatchConfirm => "api_buckets_uploads_batch_confirm",
+        BatchSubmit => "api_buckets_batches_submit",
     }
-
-    pub const ALL: [TaskType; 3] = [
-        TaskType::UploadConfirm,
-        TaskType::UploadBatchConfirm,
-        TaskType::BatchSubmit,
-    ];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        TaskType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
+);
 
 #[cfg(test)]
 mod tests {
@@ -189,12 +154,16 @@ mod tests {
         assert_eq!(UploadStatus::parse("pending"), None);
         let names: Vec<&str> = UploadStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(names, UploadStatus::NAMES);
+        assert_eq!(
+            serde_json::to_value(UploadStatus::Processing).unwrap(),
+            "PROCESSING"
+        );
     }
 
     #[test]
     fn task_types_round_trip() {
         for t in TaskType::ALL {
-            assert_eq!(TaskType::parse(t.as_str()), Some(t));
+            assert_eq!(TaskType::parse(t.as_str()), Some(*t));
         }
         assert_eq!(TaskType::parse("API_BUCKETS_UPLOADS_CONFIRM"), None);
     }
@@ -215,5 +184,17 @@ mod tests {
             assert_eq!(status.is_terminal(), terminal, "{status}");
             assert_eq!(status.can_start(), startable, "{status}");
         }
+        assert_eq!(
+            serde_json::to_value(TaskStatus::CompletedWithErrors).unwrap(),
+            "COMPLETED_WITH_ERRORS"
+        );
+    }
+
+    #[test]
+    fn only_drafts_are_submitted() {
+        assert!(BatchStatus::Draft.can_submit());
+        assert!(!BatchStatus::Pending.can_submit());
+        assert_eq!(BatchStatus::parse("PENDING"), Some(BatchStatus::Pending));
+        assert_eq!(ObjectStatus::Active, "ACTIVE");
     }
 }

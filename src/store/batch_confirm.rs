@@ -119,7 +119,7 @@ pub async fn begin(
     .bind(&children)
     .bind(parent.organization_id)
     .bind(parent.namespace_id)
-    .bind(TaskType::UploadConfirm.as_str())
+    .bind(TaskType::UploadConfirm)
     .bind(TaskStatus::Queued)
     .execute(&mut *tx)
     .await?;

@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use super::models::BatchRow;
 use super::outbox::{self, OutboxMessage};
 use super::tasks::{self, NewTask};
-use crate::domain::{new_id, IdKind, TaskStatus, TaskType};
+use crate::domain::{new_id, BatchStatus, IdKind, TaskStatus, TaskType};
 
 /// Where submitted batches are announced.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct NewBatch<'a> {
 pub async fn insert(conn: &mut PgConnection, batch: &NewBatch<'_>) -> sqlx::Result<BatchRow> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO batches (id, bucket_id, namespace_id, batch_name, status, object_ids, metadata)
-         VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6) RETURNING {BATCH_COLUMNS}"
+         VALUES ($1, $2, $3, $4, $7, $5, $6) RETURNING {BATCH_COLUMNS}"
     )))
     .bind(batch.id)
     .bind(batch.bucket_id)
@@ -39,6 +39,7 @@ pub async fn insert(conn: &mut PgConnection, batch: &NewBatch<'_>) -> sqlx::Resu
     .bind(batch.batch_name)
     .bind(batch.object_ids)
     .bind(batch.metadata)
+    .bind(BatchStatus::Draft)
     .fetch_one(conn)
     .await
 }
@@ -122,9 +123,10 @@ pub async fn submit(
 ) -> sqlx::Result<Option<Submitted>> {
     let task_id = new_id(IdKind::Task);
     let Some(draft): Option<BatchRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1 AND status = 'DRAFT' FOR UPDATE"
+        "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1 AND status = $2 FOR UPDATE"
     )))
     .bind(batch_id)
+    .bind(BatchStatus::Draft)
     .fetch_optional(&mut *conn)
     .await?
     else {
@@ -143,7 +145,7 @@ pub async fn submit(
             id: &task_id,
             organization_id,
             namespace_id: &draft.namespace_id,
-            task_type: TaskType::BatchSubmit.as_str(),
+            task_type: TaskType::BatchSubmit,
             status: TaskStatus::Completed,
             inputs: &inputs,
             outputs: Some(&outputs),
@@ -151,11 +153,12 @@ pub async fn submit(
     )
     .await?;
     let batch: BatchRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE batches SET status = 'PENDING', task_id = $2, updated_at = now()
+        "UPDATE batches SET status = $3, task_id = $2, updated_at = now()
          WHERE id = $1 RETURNING {BATCH_COLUMNS}"
     )))
     .bind(&draft.id)
     .bind(&task_id)
+    .bind(BatchStatus::Pending)
     .fetch_one(&mut *conn)
     .await?;
     let announcement = json!({

@@ -35,7 +35,7 @@ pub async fn cancel_task(
     };
     let mut tx = pool.begin().await?;
     let mut touched = Vec::new();
-    let ended = if task.task_type == TaskType::UploadBatchConfirm.as_str() {
+    let ended = if task.task_type == TaskType::UploadBatchConfirm {
         let children = batch_confirm::open_children(&mut tx, task_id).await?;
         // Uploads first, as a finishing confirmation locks them.
         sqlx::query(

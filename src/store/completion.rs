@@ -13,7 +13,7 @@ use super::models::UploadRow;
 use super::start::UPLOAD_COLUMNS_OF_U;
 use super::tenancy::USED;
 use crate::domain::{
-    decide, new_id, Decision, Failure, IdKind, Original, TaskStatus, UploadStatus,
+    decide, new_id, Decision, Failure, IdKind, ObjectStatus, Original, TaskStatus, UploadStatus,
 };
 
 /// How a confirmation's end is written into its task's outputs: the answers clients read
@@ -332,7 +332,7 @@ async fn insert_objects(conn: &mut PgConnection, decided: &[Decided<'_>]) -> sql
     }
     sqlx::query(
         "INSERT INTO objects (id, bucket_id, namespace_id, upload_id, blobs, metadata, status)
-         SELECT *, 'ACTIVE' FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])",
+         SELECT *, $7 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])",
     )
     .bind(created.iter().map(|d| d.decision.object_id.as_deref()).collect::<Vec<_>>())
     .bind(created.iter().map(|d| d.upload.bucket_id.as_str()).collect::<Vec<_>>())
@@ -340,6 +340,7 @@ async fn insert_objects(conn: &mut PgConnection, decided: &[Decided<'_>]) -> sql
     .bind(created.iter().map(|d| d.upload.id.as_str()).collect::<Vec<_>>())
     .bind(created.iter().map(|d| object_blobs(&d.upload, &d.completion.verified)).collect::<Vec<_>>())
     .bind(created.iter().map(|d| d.upload.object_metadata.clone()).collect::<Vec<_>>())
+    .bind(ObjectStatus::Active)
     .execute(conn)
     .await
     .map(drop)

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::domain::{NamespaceLimits, TaskStatus, UploadStatus};
+use crate::domain::{
+    BatchStatus, NamespaceLimits, ObjectStatus, TaskStatus, TaskType, UploadStatus,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NamespaceRow {
@@ -73,7 +75,7 @@ pub struct TaskRow {
     pub id: String,
     pub organization_id: String,
     pub namespace_id: Option<String>,
-    pub task_type: String,
+    pub task_type: TaskType,
     pub status: TaskStatus,
     pub inputs: Value,
     pub outputs: Option<Value>,
@@ -91,7 +93,7 @@ pub struct BatchRow {
     pub bucket_id: String,
     pub namespace_id: String,
     pub batch_name: Option<String>,
-    pub status: String,
+    pub status: BatchStatus,
     pub object_ids: Vec<String>,
     pub task_id: Option<String>,
     pub metadata: Value,
@@ -107,7 +109,7 @@ pub struct ObjectRow {
     pub upload_id: String,
     pub blobs: Value,
     pub metadata: Option<Value>,
-    pub status: String,
+    pub status: ObjectStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

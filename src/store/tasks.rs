@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use super::filter::Condition;
 use super::models::TaskRow;
 use super::TASK_EVENTS_CHANNEL;
-use crate::domain::TaskStatus;
+use crate::domain::{TaskStatus, TaskType};
 
 const TASK_COLUMNS: &str = "id, organization_id, namespace_id, task_type, status, inputs, outputs, additional_data, error, progress, attempts, created_at, updated_at";
 
@@ -17,7 +17,7 @@ pub struct NewTask<'a> {
     pub id: &'a str,
     pub organization_id: &'a str,
     pub namespace_id: &'a str,
-    pub task_type: &'a str,
+    pub task_type: TaskType,
     pub status: TaskStatus,
     pub inputs: &'a Value,
     pub outputs: Option<&'a Value>,
