@@ -1,7 +1,8 @@
-//! `upconfirm bench suite`: the whole benchmark in one run. It starts the service's own
-//! processes (`upconfirm api`, `upconfirm worker`) from this binary against the configured
-//! PostgreSQL, RabbitMQ and S3 store, drives them over HTTP as clients do, measures what
-//! each dependency does alone in the same run, and writes the figures as JSON and Markdown.
+//! `upconfirm-bench suite`: the whole benchmark in one run. It starts the service's own
+//! processes (`upconfirm api`, `upconfirm worker`) from the binary beside this one, against
+//! the configured PostgreSQL, RabbitMQ and S3 store, drives them over HTTP as clients do,
+//! measures what each dependency does alone in the same run, and writes the figures as JSON
+//! and Markdown.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,11 +23,12 @@ use super::large;
 use super::procs::{self, CpuSnapshot, Proc};
 use super::report::{self, Drain, LargeFile, Latency, Results};
 use super::{percentile, Client};
-use crate::blob::BlobStore;
-use crate::service::config::{DatabaseConfig, QueueConfig, S3Config};
-use crate::domain::{new_id, IdKind};
-use crate::store::{self, tenancy};
-use crate::{admin, startup};
+use upconfirm::blob::BlobStore;
+use upconfirm::cli::admin;
+use upconfirm::domain::{new_id, IdKind};
+use upconfirm::service::config::{DatabaseConfig, QueueConfig, S3Config};
+use upconfirm::service::startup;
+use upconfirm::store::{self, tenancy};
 
 #[derive(Debug, Clone, Args)]
 pub struct SuiteArgs {
@@ -644,7 +646,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     }
 
     api.stop(Duration::from_secs(30)).await?;
-    crate::queue::delete_topology(&args.queue.amqp_url, &prefix)
+    upconfirm::queue::delete_topology(&args.queue.amqp_url, &prefix)
         .await
         .ok();
 

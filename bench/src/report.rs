@@ -595,8 +595,8 @@ fn large_sections(md: &mut String, r: &Results) {
         let _ = writeln!(
             md,
             "| Store's ranged GETs, {} MiB, {} at once (as the worker reads), read and discarded | {:.0} | {:.2} |",
-            crate::blob::RangedRead::default().range >> 20,
-            crate::blob::RangedRead::default().in_flight,
+            upconfirm::blob::RangedRead::default().range >> 20,
+            upconfirm::blob::RangedRead::default().in_flight,
             m.ranged_get_mb_per_s,
             m.worker_mb_per_s / m.ranged_get_mb_per_s
         );
