@@ -2,7 +2,7 @@
 # The whole benchmark on this machine: release build, a single-node garage S3 store on local
 # disk (installed once with `cargo install garage --locked`), the local PostgreSQL and
 # RabbitMQ. Writes bench/RESULTS.md and bench/results.json. Extra arguments go to
-# `upconfirm bench suite` (see `upconfirm bench suite --help`).
+# `upconfirm-bench suite` (see `upconfirm-bench suite --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +12,9 @@ if ! command -v garage > /dev/null 2>&1; then
   echo "[bench] building garage once (about 10 minutes)" >&2
   cargo install garage --locked
 fi
-cargo build --release --no-default-features
+# The service and its load generator, side by side in target/release: the suite starts the
+# service's processes from the `upconfirm` beside it.
+cargo build --release --no-default-features -p upconfirm -p upconfirm-bench
 
 work="$PWD/target/bench"
 mkdir -p "$work"
@@ -32,5 +34,5 @@ export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upc
 export WORKER_BULK_STORE_YIELD=${WORKER_BULK_STORE_YIELD:-1}
 psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${DATABASE_URL##*/}" > /dev/null
 
-target/release/upconfirm bench suite --store-pid "$(cat "$work/garage/pid")" \
+target/release/upconfirm-bench suite --store-pid "$(cat "$work/garage/pid")" \
   --store-label "garage $(garage --version | grep -o "[0-9]*\.[0-9]*\.[0-9]*" | head -n 1) (single node, LMDB, local disk)" "$@"

@@ -13,7 +13,6 @@
 //! - [`cli`]: the command line, `dev`, and operators' commands.
 
 pub mod api;
-pub mod bench;
 pub mod blob;
 pub mod cli;
 pub mod domain;

@@ -41,9 +41,6 @@ pub enum Command {
         #[command(flatten)]
         dev: DevConfig,
     },
-    /// Load generators against a running service.
-    #[command(subcommand)]
-    Bench(BenchAction),
     /// Organizations, namespaces, API keys and limits.
     Admin {
         #[command(flatten)]
@@ -74,17 +71,6 @@ pub enum DlqAction {
         #[arg(long)]
         all: bool,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchAction {
-    /// Sequential sync confirm latency of distinct files.
-    Latency(crate::bench::LatencyArgs),
-    /// Time one batch confirmation of many uploads, from request to terminal task.
-    BatchConfirm(crate::bench::BatchArgs),
-    /// The whole benchmark: starts `api` and `worker` processes, measures latency, throughput,
-    /// cost, the dependencies' ceilings and large-file hashing, and writes the results.
-    Suite(Box<crate::bench::suite::SuiteArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,9 +169,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(*s, components).await
         }
         Command::Dev { settings, dev } => dev::run(*settings, dev).await,
-        Command::Bench(BenchAction::Latency(args)) => crate::bench::latency(args).await,
-        Command::Bench(BenchAction::BatchConfirm(args)) => crate::bench::batch_confirm(args).await,
-        Command::Bench(BenchAction::Suite(args)) => crate::bench::suite::suite(*args).await,
         Command::Admin {
             database,
             queue,

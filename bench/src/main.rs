@@ -1,18 +1,59 @@
-//! `upconfirm bench`: load generators that talk to a running service over HTTP, as clients do,
-//! and the whole benchmark (`suite`).
+//! `upconfirm-bench`: load generators that talk to a running service over HTTP, as clients do,
+//! and the whole benchmark (`suite`). A crate of its own, so that the service's library and
+//! binary carry no load-generation code; it reaches the service's parts through the library.
 
 mod ceilings;
 mod fairness;
 mod large;
 mod procs;
 mod report;
-pub mod suite;
+mod suite;
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "upconfirm-bench",
+    version,
+    about = "Load generators against a running upconfirm service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sequential sync confirm latency of distinct files.
+    Latency(LatencyArgs),
+    /// Time one batch confirmation of many uploads, from request to terminal task.
+    BatchConfirm(BatchArgs),
+    /// The whole benchmark: starts `api` and `worker` processes, measures latency, throughput,
+    /// cost, the dependencies' ceilings and large-file hashing, and writes the results.
+    Suite(Box<suite::SuiteArgs>),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    upconfirm::service::telemetry::init();
+    let result = match Cli::parse().command {
+        Command::Latency(args) => latency(args).await,
+        Command::BatchConfirm(args) => batch_confirm(args).await,
+        Command::Suite(args) => suite::suite(*args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct LatencyArgs {
@@ -304,7 +345,14 @@ fn print_distribution(what: &str, size: usize, timings: &mut [Duration]) {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn percentiles_pick_by_rank() {

@@ -17,7 +17,7 @@ use super::procs::CpuSnapshot;
 use super::report::CpuSplit;
 use super::suite::{say, Run};
 use super::{Client, OCTETS};
-use crate::blob::{BlobStore, RangedRead};
+use upconfirm::blob::{BlobStore, RangedRead};
 
 const MIB: u64 = 1 << 20;
 /// Distinct mebibytes the synthetic bytes are cut from.

@@ -1,9 +1,9 @@
-//! The service's processes as the benchmark runs them: spawned from this same binary, with
-//! their CPU time and peak memory read from `/proc`.
+//! The service's processes as the benchmark runs them: spawned from the `upconfirm` binary
+//! built beside this one, with their CPU time and peak memory read from `/proc`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ impl Proc {
         let health = free_addr()?;
         std::fs::create_dir_all(logs)?;
         let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-        let child = tokio::process::Command::new(std::env::current_exe()?)
+        let child = tokio::process::Command::new(service_exe()?)
             .arg(role)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(health_var, health.to_string())
@@ -110,6 +110,20 @@ impl Proc {
         }
         Ok(())
     }
+}
+
+/// The service's binary: `upconfirm` in the folder of this one, as a build of both packages
+/// leaves them (`cargo build --release -p upconfirm -p upconfirm-bench`).
+fn service_exe() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?
+        .with_file_name(format!("upconfirm{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        bail!(
+            "no service binary at {}: build it with `cargo build -p upconfirm` and the same profile",
+            exe.display()
+        );
+    }
+    Ok(exe)
 }
 
 /// An address on loopback no one listens on right now.

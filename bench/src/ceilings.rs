@@ -16,8 +16,8 @@ use lapin::BasicProperties;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::blob::BlobStore;
-use crate::queue::{self, ConfirmJob};
+use upconfirm::blob::BlobStore;
+use upconfirm::queue::{self, ConfirmJob};
 
 /// Operations done and the wall time they took.
 #[derive(Debug, Clone, Copy, Serialize)]

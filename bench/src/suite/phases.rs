@@ -1,265 +1,25 @@
-//! `upconfirm bench suite`: the whole benchmark in one run. It starts the service's own
-//! processes (`upconfirm api`, `upconfirm worker`) from this binary against the configured
-//! PostgreSQL, RabbitMQ and S3 store, drives them over HTTP as clients do, measures what
-//! each dependency does alone in the same run, and writes the figures as JSON and Markdown.
+//! The run, phase by phase: sync confirm latency, async drains, fairness, the bulk pipeline,
+//! each dependency's ceiling, the large files; then the report.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use clap::Args;
-use futures::{StreamExt, TryStreamExt};
 use rand::{RngCore, SeedableRng};
-use serde_json::json;
-use sqlx::PgPool;
 
-use super::ceilings;
-use super::fairness;
-use super::large;
-use super::procs::{self, CpuSnapshot, Proc};
-use super::report::{self, Drain, LargeFile, Latency, Results};
-use super::{percentile, Client};
-use crate::blob::BlobStore;
-use crate::cli::admin;
-use crate::domain::{new_id, IdKind};
-use crate::service::config::{DatabaseConfig, QueueConfig, S3Config};
-use crate::service::startup;
-use crate::store::{self, tenancy};
-
-#[derive(Debug, Clone, Args)]
-pub struct SuiteArgs {
-    #[command(flatten)]
-    pub database: DatabaseConfig,
-    #[command(flatten)]
-    pub queue: QueueConfig,
-    #[command(flatten)]
-    pub s3: S3Config,
-    /// Folder the results (`results.json`, `RESULTS.md`) are written to.
-    #[arg(long, default_value = "bench")]
-    pub out: PathBuf,
-    /// Folder for the processes' logs and the large file's local copy.
-    #[arg(long, default_value = "target/bench")]
-    pub work: PathBuf,
-    /// What the S3 store is, for the report.
-    #[arg(long, default_value = "S3")]
-    pub store_label: String,
-    /// Sync confirms timed one at a time.
-    #[arg(long, default_value_t = 300)]
-    pub sync_sequential: usize,
-    /// Sync confirms timed with 32 clients.
-    #[arg(long, default_value_t = 2048)]
-    pub sync_concurrent: usize,
-    /// Size of each sync-confirmed object.
-    #[arg(long, default_value_t = 1 << 20)]
-    pub sync_size: usize,
-    /// Uploads in each async backlog.
-    #[arg(long, default_value_t = 20_000)]
-    pub backlog: usize,
-    /// Size of each backlog upload.
-    #[arg(long, default_value_t = 64 << 10)]
-    pub backlog_size: usize,
-    /// Size of the large object hashed by a worker.
-    #[arg(long, default_value_t = 1 << 30)]
-    pub large_size: usize,
-    /// Worker processes draining each backlog, one backlog per entry.
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
-    pub drain_workers: Vec<usize>,
-    /// Also drain a backlog of hash-verified uploads with one worker process.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub verified_drain: bool,
-    /// Object sizes confirmed simple and hash-verified, for confirm time against size.
-    #[arg(long, value_delimiter = ',', default_values_t = [1u64 << 20, 16 << 20, 256 << 20, 1 << 30, 4 << 30])]
-    pub curve_sizes: Vec<u64>,
-    /// Size of the object uploaded in parts and hashed by a worker (0 skips it).
-    #[arg(long, default_value_t = 8 << 30)]
-    pub multipart_size: u64,
-    /// The store's process: given, the multipart phase runs a second time with the store
-    /// pinned to CPU 0 and the worker to CPU 1.
-    #[arg(long)]
-    pub store_pid: Option<u32>,
-    /// Async confirms namespace A floods in the fairness phases (0 skips them).
-    #[arg(long, default_value_t = 20_000)]
-    pub fairness_flood: usize,
-    /// Worker processes during the fairness phases.
-    #[arg(long, default_value_t = 1)]
-    pub fairness_workers: usize,
-    /// Uploads the bulk pipeline creates, PUTs and batch-confirms (0 skips it).
-    #[arg(long, default_value_t = 20_000)]
-    pub pipeline: usize,
-    /// Pipelines running side by side, each with one batch of 100 at a time.
-    #[arg(long, default_value_t = 4)]
-    pub pipelines: usize,
-    /// WORKER_CONCURRENCY of every worker started (the service's default unless set).
-    #[arg(long)]
-    pub worker_concurrency: Option<u16>,
-}
-
-/// Clients that drive the service at once in the concurrent phases.
-const CLIENTS: usize = 32;
-
-impl Client {
-    /// Creates `count` uploads (100 per request) and PUTs distinct random content of `size`
-    /// bytes to each; returns their ids in order. `verified` uploads declare their SHA-256
-    /// with `enforce_file_hash`, and are PUT with the headers that signs.
-    pub(super) async fn stage(
-        &self,
-        bucket: &str,
-        count: usize,
-        size: usize,
-        verified: bool,
-    ) -> anyhow::Result<Vec<String>> {
-        let mut base = vec![0u8; size];
-        rand::rngs::StdRng::from_entropy().fill_bytes(&mut base);
-        // Distinct content, so that no upload is a duplicate of another.
-        let body_of = |i: usize| {
-            let mut body = base.clone();
-            let stamp = (i as u64).to_le_bytes();
-            body[..stamp.len().min(size)].copy_from_slice(&stamp[..stamp.len().min(size)]);
-            body
-        };
-        let body_of = &body_of;
-        let created: Vec<Vec<serde_json::Value>> = futures::stream::iter((0..count).step_by(100))
-            .map(|first| {
-                let n = (count - first).min(100);
-                let items = (first..first + n)
-                    .map(|i| {
-                        let mut item = json!({"filename": format!("f{i}.bin"),
-                                "content_type": super::OCTETS});
-                        if verified {
-                            item["file_hash"] = json!(hex::encode(
-                                <sha2::Sha256 as sha2::Digest>::digest(body_of(i))
-                            ));
-                            item["enforce_file_hash"] = json!(true);
-                        }
-                        item
-                    })
-                    .collect();
-                self.create_batch_items(bucket, items)
-            })
-            .buffered(4)
-            .try_collect()
-            .await?;
-        let created: Vec<serde_json::Value> = created.into_iter().flatten().collect();
-        futures::stream::iter(created.iter().enumerate())
-            .map(|(i, upload)| async move {
-                let url = upload["presigned_url"].as_str().context("presigned_url")?;
-                let mut put = self.http.put(url).body(Bytes::from(body_of(i)));
-                for (name, value) in upload["upload_headers"].as_object().into_iter().flatten() {
-                    put = put.header(name, value.as_str().unwrap_or_default());
-                }
-                put.send().await?.error_for_status()?;
-                anyhow::Ok(())
-            })
-            .buffer_unordered(16)
-            .try_collect::<()>()
-            .await?;
-        created
-            .iter()
-            .map(|u| Ok(u["upload_id"].as_str().context("upload_id")?.to_owned()))
-            .collect()
-    }
-
-    /// Confirms each upload, `clients` at once; each answer must have `status`. Returns the
-    /// time each confirm request took.
-    pub(super) async fn confirm_all(
-        &self,
-        bucket: &str,
-        ids: &[String],
-        clients: usize,
-        run_async: bool,
-        status: &str,
-    ) -> anyhow::Result<Vec<Duration>> {
-        let next = AtomicUsize::new(0);
-        let runners = (0..clients).map(|_| async {
-            let mut timings = Vec::new();
-            while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let started = Instant::now();
-                let answer = self.confirm(bucket, id, run_async).await?;
-                timings.push(started.elapsed());
-                if answer["status"] != status {
-                    bail!("confirm of {id} answered {answer}, not {status}");
-                }
-            }
-            anyhow::Ok(timings)
-        });
-        let per_client = futures::future::try_join_all(runners).await?;
-        Ok(per_client.into_iter().flatten().collect())
-    }
-}
-
-/// What every process of the run shares.
-pub(super) struct Run {
-    /// The large object's size, and where its local copy goes.
-    large_size: usize,
-    work: PathBuf,
-    env: Vec<(String, String)>,
-    http: reqwest::Client,
-    pub(super) logs: PathBuf,
-    pub(super) pool: PgPool,
-    namespace_id: String,
-    workers_started: usize,
-}
-
-impl Run {
-    pub(super) async fn worker(&mut self) -> anyhow::Result<Proc> {
-        self.workers_started += 1;
-        let name = format!("worker-{}", self.workers_started);
-        let mut proc =
-            Proc::spawn(&name, "worker", &self.env, "HEALTH_LISTEN_ADDR", &self.logs).await?;
-        proc.ready(&self.http).await?;
-        Ok(proc)
-    }
-
-    pub(super) async fn bucket(&self, name: &str) -> anyhow::Result<()> {
-        self.bucket_in(&self.namespace_id, name).await
-    }
-
-    pub(super) async fn bucket_in(&self, namespace_id: &str, name: &str) -> anyhow::Result<()> {
-        let id = new_id(IdKind::Bucket);
-        tenancy::insert_bucket(&self.pool, &id, namespace_id, name, None, &json!({}), None)
-            .await?
-            .with_context(|| format!("bucket {name} exists"))?;
-        Ok(())
-    }
-
-    /// Uploads of the bucket that reached COMPLETED and FAILED.
-    async fn settled(&self, bucket: &str) -> anyhow::Result<(i64, i64)> {
-        Ok(sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE u.status = 'COMPLETED'), count(*) FILTER (WHERE u.status = 'FAILED')
-             FROM uploads u JOIN buckets b ON b.id = u.bucket_id
-             WHERE b.namespace_id = $1 AND b.name = $2",
-        )
-        .bind(&self.namespace_id)
-        .bind(bucket)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    /// Polls every `every` until `count` uploads of the bucket are terminal; how long that
-    /// took from `since`. The poll is a query on the service's database, so it stays rare.
-    pub(super) async fn wait_settled(
-        &self,
-        bucket: &str,
-        count: usize,
-        since: Instant,
-        every: Duration,
-    ) -> anyhow::Result<(Duration, i64)> {
-        let deadline = since + Duration::from_secs(900);
-        loop {
-            let (completed, failed) = self.settled(bucket).await?;
-            if (completed + failed) as usize >= count {
-                return Ok((since.elapsed(), failed));
-            }
-            if Instant::now() > deadline {
-                bail!("{bucket}: {completed} completed and {failed} failed of {count} after 15 minutes");
-            }
-            tokio::time::sleep(every).await;
-        }
-    }
-}
+use super::{env_for, quiesce, say, Run, SuiteArgs, CLIENTS};
+use crate::ceilings;
+use crate::fairness;
+use crate::large;
+use crate::procs::{self, CpuSnapshot, Proc};
+use crate::report::{self, Drain, LargeFile, Latency, Results};
+use crate::{percentile, Client};
+use upconfirm::blob::BlobStore;
+use upconfirm::cli::admin;
+use upconfirm::service::config::DatabaseConfig;
+use upconfirm::service::startup;
+use upconfirm::store;
 
 fn latency_figures(
     concurrency: usize,
@@ -283,65 +43,6 @@ fn latency_figures(
         per_second: timings.len() as f64 / wall.as_secs_f64(),
         cpu_ms_per_confirmation,
     })
-}
-
-fn env_for(args: &SuiteArgs, prefix: &str) -> Vec<(String, String)> {
-    let mut env = vec![
-        (
-            "DATABASE_URL".to_owned(),
-            args.database.database_url.clone(),
-        ),
-        ("AMQP_URL".to_owned(), args.queue.amqp_url.clone()),
-        ("QUEUE_PREFIX".to_owned(), prefix.to_owned()),
-        ("S3_BUCKET".to_owned(), args.s3.s3_bucket.clone()),
-        ("S3_REGION".to_owned(), args.s3.s3_region.clone()),
-        (
-            "S3_FORCE_PATH_STYLE".to_owned(),
-            args.s3.s3_force_path_style.to_string(),
-        ),
-    ];
-    let optional = [
-        ("S3_ENDPOINT", &args.s3.s3_endpoint),
-        ("S3_ACCESS_KEY_ID", &args.s3.s3_access_key_id),
-        ("S3_SECRET_ACCESS_KEY", &args.s3.s3_secret_access_key),
-    ];
-    for (name, value) in optional {
-        if let Some(v) = value {
-            env.push((name.to_owned(), v.clone()));
-        }
-    }
-    if let Some(c) = args.worker_concurrency {
-        env.push(("WORKER_CONCURRENCY".to_owned(), c.to_string()));
-    }
-    env
-}
-
-/// Progress on stderr, with the time since the run began.
-/// Lets the machine settle before a measured phase: the dead rows of the previous phase are
-/// vacuumed and the database's dirty pages written now, not by autovacuum or a checkpoint
-/// during the phase, whose CPU would be counted against it; then every file's dirty pages
-/// (the objects just staged in the store) reach the disk, so that the phase's own fsyncs do
-/// not queue behind their writeback.
-pub(super) async fn quiesce(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::raw_sql("VACUUM (ANALYZE)").execute(pool).await?;
-    if let Err(err) = sqlx::raw_sql("CHECKPOINT").execute(pool).await {
-        say(format!("  no CHECKPOINT before the phase ({err})"));
-    }
-    match tokio::process::Command::new("sync").status().await {
-        Ok(status) if status.success() => {}
-        other => say(format!("  no sync before the phase ({other:?})")),
-    }
-    Ok(())
-}
-
-pub(super) fn say(what: impl AsRef<str>) {
-    static BEGAN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let began = BEGAN.get_or_init(Instant::now);
-    eprintln!(
-        "[bench {:6.1}s] {}",
-        began.elapsed().as_secs_f64(),
-        what.as_ref()
-    );
 }
 
 pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
@@ -645,7 +346,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     }
 
     api.stop(Duration::from_secs(30)).await?;
-    crate::queue::delete_topology(&args.queue.amqp_url, &prefix)
+    upconfirm::queue::delete_topology(&args.queue.amqp_url, &prefix)
         .await
         .ok();
 
