@@ -15,8 +15,8 @@ async fn start_many(pool: &sqlx::PgPool, jobs: &[(String, String)]) -> sqlx::Res
     let jobs: Vec<JobRef> = jobs
         .iter()
         .map(|(task_id, upload_id)| JobRef {
-            task_id: task_id.clone(),
-            upload_id: upload_id.clone(),
+            task_id: task_id.clone().into(),
+            upload_id: upload_id.clone().into(),
         })
         .collect();
     start::start(pool, &jobs).await
@@ -224,8 +224,8 @@ async fn started(app: &TestApp, queued: &[(String, String)], files: &[Vec<u8>]) 
         let start = start_one(&app.pool, task_id, upload_id).await.unwrap();
         assert!(matches!(start, Start::Started(_)), "{start:?}");
         group.push(Completion {
-            task_id: task_id.clone(),
-            upload_id: upload_id.clone(),
+            task_id: task_id.clone().into(),
+            upload_id: upload_id.clone().into(),
             verified: Verified {
                 content_hash: sha256_hex(bytes),
                 size: bytes.len() as i64,

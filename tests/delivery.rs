@@ -56,8 +56,8 @@ async fn the_relay_publishes_jobs_the_api_never_sent() {
     let (_, topology) = publisher(&app);
     let task_id = upconfirm::domain::new_id(upconfirm::domain::IdKind::Task);
     let job = serde_json::to_value(ConfirmJob {
-        task_id: task_id.clone(),
-        upload_id: upload_id.clone(),
+        task_id: task_id.clone().into(),
+        upload_id: upload_id.clone().into(),
         accepted_at: None,
         namespace_id: None,
     })
@@ -65,11 +65,11 @@ async fn the_relay_publishes_jobs_the_api_never_sent() {
     let queue = topology.confirm_queue();
     let started = begin_confirmation(
         &app.pool,
-        &upload_id,
+        &upload_id.as_str().into(),
         &NewTask {
-            id: &task_id,
-            organization_id: &app.org_id,
-            namespace_id: &app.namespace_id,
+            id: &task_id.as_str().into(),
+            organization_id: &app.org_id.as_str().into(),
+            namespace_id: &app.namespace_id.as_str().into(),
             task_type: upconfirm::domain::TaskType::UploadConfirm,
             status: upconfirm::domain::TaskStatus::Queued,
             inputs: &json!({ "upload_id": upload_id, "options": {} }),
@@ -126,8 +126,8 @@ async fn a_redelivered_job_of_a_finished_task_changes_nothing() {
 
     let (publisher, topology) = publisher(&app);
     let job = serde_json::to_vec(&ConfirmJob {
-        task_id: task_id.clone(),
-        upload_id: upload_id.clone(),
+        task_id: task_id.clone().into(),
+        upload_id: upload_id.clone().into(),
         accepted_at: None,
         namespace_id: None,
     })

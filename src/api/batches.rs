@@ -13,7 +13,7 @@ use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery,
 use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::tasks::TaskResponse;
 use super::{buckets, AppState};
-use crate::domain::{new_id, BatchStatus, IdKind};
+use crate::domain::{new_id, BatchStatus, IdKind, TaskId};
 use crate::queue::BATCH_SUBMITTED_ROUTING_KEY;
 use crate::store::batches::{self, BatchDestination, NewBatch};
 use crate::store::{tasks, BatchRow};
@@ -53,13 +53,13 @@ pub struct BatchModel {
 impl BatchModel {
     pub fn new(b: &BatchRow) -> Self {
         BatchModel {
-            batch_id: b.id.clone(),
-            bucket_id: b.bucket_id.clone(),
-            namespace_id: b.namespace_id.clone(),
+            batch_id: b.id.clone().into(),
+            bucket_id: b.bucket_id.clone().into(),
+            namespace_id: b.namespace_id.clone().into(),
             batch_name: b.batch_name.clone(),
             status: b.status.to_string(),
             object_ids: b.object_ids.clone(),
-            task_id: b.task_id.clone(),
+            task_id: b.task_id.clone().map(String::from),
             metadata: b.metadata.clone(),
             kind: "BUCKET",
             created_at: b.created_at,
@@ -325,7 +325,7 @@ async fn submit_draft(
     state: &AppState,
     tenant: &Tenant,
     batch: &BatchRow,
-) -> Result<String, ApiError> {
+) -> Result<TaskId, ApiError> {
     let destination = BatchDestination {
         exchange: state.publisher.topology().batches_exchange(),
         routing_key: BATCH_SUBMITTED_ROUTING_KEY.to_owned(),
@@ -438,11 +438,14 @@ pub async fn list(
         body.collection_id.is_some(),
         "leave it out",
     )?;
-    let elsewhere = body.bucket_id.as_ref().is_some_and(|b| *b != bucket.id)
+    let elsewhere = body
+        .bucket_id
+        .as_ref()
+        .is_some_and(|b| b.as_str() != bucket.id.as_str())
         || body
             .namespace_id
             .as_ref()
-            .is_some_and(|n| *n != tenant.namespace.id);
+            .is_some_and(|n| n.as_str() != tenant.namespace.id.as_str());
     if let Some(status) = &body.status {
         if BatchStatus::parse(status).is_none() {
             return Err(ApiError::invalid(

@@ -13,7 +13,7 @@ use super::extract::{ApiPath, BodySchema, OptionalJson, StrictJson, StrictQuery,
 use super::filters::{self, Field};
 use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::AppState;
-use crate::domain::{new_id, BlobProperty, BlobType, IdKind};
+use crate::domain::{new_id, BlobProperty, BlobType, BucketId, IdKind};
 use crate::store::filter::{ColumnKind, Condition, TextMatch};
 use crate::store::tenancy::{self, BucketStats};
 use crate::store::BucketRow;
@@ -127,7 +127,7 @@ pub struct BucketResponse {
 impl BucketResponse {
     pub fn new(b: &BucketRow, stats: Option<&BucketStats>) -> Self {
         BucketResponse {
-            bucket_id: b.id.clone(),
+            bucket_id: b.id.clone().into(),
             bucket_name: b.name.clone(),
             description: b.description.clone(),
             bucket_schema: b.schema.clone(),
@@ -408,11 +408,11 @@ pub async fn list(
         page.offset,
     )
     .await?;
-    let ids: Vec<String> = rows.iter().map(|b| b.id.clone()).collect();
+    let ids: Vec<BucketId> = rows.iter().map(|b| b.id.clone()).collect();
     let stats = tenancy::bucket_stats(&state.pool, &ids).await?;
     let results = rows
         .iter()
-        .map(|b| BucketResponse::new(b, stats.iter().find(|s| s.bucket_id == b.id)))
+        .map(|b| BucketResponse::new(b, stats.iter().find(|s| b.id == s.bucket_id.as_str())))
         .collect();
     Ok(Json(ListBucketsResponse {
         results,

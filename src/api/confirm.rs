@@ -15,8 +15,7 @@ use super::extract::{
 use super::task_outputs::stored_failure;
 use super::tasks::TaskResponse;
 use super::{buckets, uploads, AppState};
-use crate::domain::ConfirmOptions;
-use crate::domain::{confirm_is_async, new_id, IdKind, TaskStatus, TaskType, UploadStatus};
+use crate::domain::{confirm_is_async, ConfirmOptions, TaskId, TaskStatus, TaskType, UploadStatus};
 use crate::queue::{ConfirmJob, Lane};
 use crate::store::batch_confirm::{self, BatchStart, ItemRequest};
 use crate::store::outbox::OutboxMessage;
@@ -78,18 +77,22 @@ impl ConfirmUploadResponse {
     /// A confirmed upload's stored result.
     pub fn completed(u: &UploadRow) -> Self {
         ConfirmUploadResponse {
-            upload_id: u.id.clone(),
+            upload_id: u.id.clone().into(),
             status: u.status.to_string(),
             etag: u.etag.clone(),
             file_size_bytes: u.file_size_bytes,
             file_hash: u.file_hash.clone(),
             verified_at: u.verified_at,
             completed_at: u.completed_at,
-            object_id: u.object_id.clone(),
-            task_id: u.batch_task_id.clone().or_else(|| u.task_id.clone()),
-            batch_id: u.batch_id.clone(),
+            object_id: u.object_id.clone().map(String::from),
+            task_id: u
+                .batch_task_id
+                .clone()
+                .or_else(|| u.task_id.clone())
+                .map(String::from),
+            batch_id: u.batch_id.clone().map(String::from),
             is_duplicate: u.is_duplicate,
-            duplicate_of_upload_id: u.duplicate_of_upload_id.clone(),
+            duplicate_of_upload_id: u.duplicate_of_upload_id.clone().map(String::from),
             message: u.message.clone(),
         }
     }
@@ -208,7 +211,7 @@ pub async fn confirm_batch(
     }
 
     admit_bulk(&state, &tenant, items.len()).await?;
-    let task_id = new_id(IdKind::Task);
+    let task_id = TaskId::generate();
     let inputs = json!({
         "bucket_id": bucket.id,
         "confirmations": items.iter().map(|i| json!({"upload_id": i.upload_id, "options": i.options})).collect::<Vec<_>>(),
@@ -252,7 +255,7 @@ pub async fn confirm_batch(
         }
     };
     Ok(Json(BatchConfirmResponse {
-        task_id: parent.id.clone(),
+        task_id: parent.id.clone().into(),
         status: parent.status.to_string(),
         confirmations_count: items.len(),
         task: TaskResponse::new(&parent),
@@ -395,7 +398,7 @@ async fn start(
     options: &ConfirmOptions,
     lane: Lane,
 ) -> Result<ConfirmStart, ApiError> {
-    let task_id = new_id(IdKind::Task);
+    let task_id = TaskId::generate();
     let inputs = json!({
         "upload_id": upload.id,
         "bucket_id": upload.bucket_id,

@@ -12,12 +12,13 @@ use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ValidationIssue};
 use super::AppState;
+use crate::domain::OrganizationId;
 use crate::store::{tenancy, NamespaceRow};
 
 /// The organization whose API key signed the request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub organization_id: String,
+    pub organization_id: OrganizationId,
 }
 
 /// The SHA-256 under which a key is stored.
@@ -56,7 +57,7 @@ impl FromRequestParts<AppState> for Caller {
 /// The caller and the namespace the request acts in.
 #[derive(Debug, Clone)]
 pub struct Tenant {
-    pub organization_id: String,
+    pub organization_id: OrganizationId,
     pub namespace: NamespaceRow,
 }
 

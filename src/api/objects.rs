@@ -88,8 +88,8 @@ impl ObjectResponse {
     pub fn new(o: &ObjectRow) -> Self {
         let blobs = o.blobs.as_array().map(Vec::as_slice).unwrap_or_default();
         ObjectResponse {
-            object_id: o.id.clone(),
-            bucket_id: o.bucket_id.clone(),
+            object_id: o.id.clone().into(),
+            bucket_id: o.bucket_id.clone().into(),
             blobs: blobs
                 .iter()
                 .enumerate()

@@ -253,7 +253,7 @@ pub async fn sign(
         });
     }
     Ok(Json(PartUrls {
-        upload_id: upload.id,
+        upload_id: upload.id.into(),
         part_size_bytes: plan.part_size_bytes,
         part_count: plan.part_count,
         urls_expire_at,
@@ -305,7 +305,7 @@ pub async fn list(
         })
         .collect();
     Ok(Json(UploadedParts {
-        upload_id: upload.id,
+        upload_id: upload.id.into(),
         status: upload.status.to_string(),
         part_size_bytes: plan.part_size_bytes,
         part_count: plan.part_count,

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use crate::domain::Failure;
+use crate::domain::{Failure, UploadId};
 use crate::store::completion::TaskOutputs;
 use crate::store::UploadRow;
 
@@ -35,7 +35,7 @@ pub fn confirm_result(u: &UploadRow) -> Value {
 }
 
 /// A failed task's outputs: the error as the sync path answers it.
-pub fn failure_outputs(upload_id: &str, failure: &Failure) -> Value {
+pub fn failure_outputs(upload_id: &UploadId, failure: &Failure) -> Value {
     let err = ApiError::from(failure.clone());
     json!({ "upload_id": upload_id, "status_code": err.status().as_u16(), "error": err.body() })
 }
@@ -61,12 +61,12 @@ mod tests {
     #[test]
     fn failures_replay_as_stored() {
         let failure = Failure::mismatch("size_mismatch", "m", json!(1), json!(2));
-        let replayed = stored_failure(Some(&failure_outputs("upl_x", &failure)));
+        let replayed = stored_failure(Some(&failure_outputs(&"upl_x".into(), &failure)));
         assert_eq!(replayed.status().as_u16(), 400);
         assert_eq!(replayed.body()["details"]["reason"], "size_mismatch");
         assert_eq!(replayed.body()["details"]["expected"], 1);
         let quota = Failure::Quota(QuotaExceeded::storage(5, 5, 10));
-        let replayed = stored_failure(Some(&failure_outputs("upl_x", &quota)));
+        let replayed = stored_failure(Some(&failure_outputs(&"upl_x".into(), &quota)));
         assert_eq!(replayed.status().as_u16(), 403);
         assert_eq!(replayed.body()["type"], "QuotaExceededError");
         assert_eq!(replayed.body()["details"]["resource"], "storage_bytes");

@@ -15,7 +15,7 @@ use super::extract::{ApiPath, BodySchema, Caller, OptionalJson, StrictQuery};
 use super::filters::{self, Field};
 use super::pages::{Page, PageAsk, PageQuery, Pagination};
 use super::AppState;
-use crate::domain::TaskType;
+use crate::domain::{TaskId, TaskType};
 use crate::store::cancel::{cancel_task, CancelOutcome};
 use crate::store::filter::{ColumnKind, Comparison, Condition, Scalar, TextMatch};
 use crate::store::{tasks, TaskRow};
@@ -100,7 +100,7 @@ impl TaskResponse {
         let inputs = as_list(Some(&t.inputs), "confirmations", &mut extra);
         let outputs = as_list(t.outputs.as_ref(), "results", &mut extra);
         TaskResponse {
-            task_id: t.id.clone(),
+            task_id: t.id.clone().into(),
             task_type: t.task_type.to_string(),
             status: t.status.to_string(),
             inputs,
@@ -321,7 +321,13 @@ pub async fn cancel(
     caller: Caller,
     ApiPath(task_id): ApiPath<String>,
 ) -> Result<Json<KillResponse>, ApiError> {
-    let (task, message) = match cancel_task(&state.pool, &caller.organization_id, &task_id).await? {
+    let (task, message) = match cancel_task(
+        &state.pool,
+        &caller.organization_id,
+        &TaskId::from(task_id.as_str()),
+    )
+    .await?
+    {
         CancelOutcome::NotFound => return Err(ApiError::not_found("task")),
         CancelOutcome::Canceled(task) => {
             let message = format!("Task {} canceled", task.id);
@@ -342,7 +348,7 @@ pub async fn cancel(
     Ok(Json(KillResponse {
         success: true,
         message,
-        task_id: task.id,
+        task_id: task.id.into(),
         status: task.status.to_string(),
     }))
 }

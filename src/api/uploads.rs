@@ -166,8 +166,8 @@ impl UploadResponse {
             None => (None, None),
         };
         UploadResponse {
-            upload_id: u.id.clone(),
-            bucket_id: u.bucket_id.clone(),
+            upload_id: u.id.clone().into(),
+            bucket_id: u.bucket_id.clone().into(),
             filename: u.filename.clone(),
             content_type: u.content_type.clone(),
             file_size_bytes: u.file_size_bytes,
@@ -186,7 +186,7 @@ impl UploadResponse {
             enforce_file_hash: u.enforce_file_hash,
             multipart: MultipartPlan::of(u),
             is_duplicate: u.is_duplicate,
-            duplicate_of_upload_id: u.duplicate_of_upload_id.clone(),
+            duplicate_of_upload_id: u.duplicate_of_upload_id.clone().map(String::from),
             skipped_unique_key: false,
             existing_object_id: None,
             message: u.message.clone(),
@@ -195,9 +195,9 @@ impl UploadResponse {
             verified_at: u.verified_at,
             completed_at: u.completed_at,
             etag: u.etag.clone(),
-            object_id: u.object_id.clone(),
-            task_id: u.task_id.clone(),
-            batch_id: u.batch_id.clone(),
+            object_id: u.object_id.clone().map(String::from),
+            task_id: u.task_id.clone().map(String::from),
+            batch_id: u.batch_id.clone().map(String::from),
             error: u.error.clone(),
         }
     }
@@ -381,8 +381,8 @@ async fn prepare(
         {
             let mut answer = UploadResponse::new(&original, None);
             answer.is_duplicate = true;
-            answer.duplicate_of_upload_id = Some(original.id.clone());
-            answer.existing_object_id = original.object_id.clone();
+            answer.duplicate_of_upload_id = Some(original.id.clone().into());
+            answer.existing_object_id = original.object_id.clone().map(String::from);
             answer.message = Some(format!(
                 "Content already uploaded as {}; nothing to upload",
                 original.id
@@ -413,8 +413,8 @@ async fn prepare(
     };
     let upload = NewUpload {
         id,
-        bucket_id: bucket.id.clone(),
-        namespace_id: tenant.namespace.id.clone(),
+        bucket_id: bucket.id.clone().into(),
+        namespace_id: tenant.namespace.id.clone().into(),
         filename: filename.as_str().to_owned(),
         content_type: content_type.as_str().to_owned(),
         file_size_bytes: body.file_size_bytes,

@@ -98,11 +98,11 @@ async fn ensure_tenant(pool: &PgPool, data_dir: &Path) -> anyhow::Result<DevTena
         None => admin::create_organization(pool, DEV_NAME).await?,
     };
     let namespace_id = match tenancy::find_namespace(pool, &organization_id, DEV_NAME).await? {
-        Some(ns) => ns.id,
+        Some(ns) => ns.id.into(),
         None => admin::create_namespace(pool, &organization_id, DEV_NAME).await?,
     };
     let bucket_id = match tenancy::find_bucket(pool, &namespace_id, DEV_NAME).await? {
-        Some(b) => b.id,
+        Some(b) => b.id.into(),
         None => {
             let id = domain::new_id(domain::IdKind::Bucket);
             tenancy::insert_bucket(

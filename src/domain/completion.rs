@@ -1,20 +1,22 @@
 //! What a verified confirmation records: a pure decision, the same for a confirmation
 //! finished alone and for one finished in a group.
 
+use super::{ObjectId, UploadId};
+
 /// The upload a duplicate repeats, and that upload's object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {
-    pub upload_id: String,
-    pub object_id: Option<String>,
+    pub upload_id: UploadId,
+    pub object_id: Option<ObjectId>,
 }
 
 /// What completing one upload writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// The upload's object: a new one, the original's, or none.
-    pub object_id: Option<String>,
+    pub object_id: Option<ObjectId>,
     /// Set when the upload is recorded as a duplicate.
-    pub duplicate_of: Option<String>,
+    pub duplicate_of: Option<UploadId>,
     /// Whether `object_id` is a new object to insert.
     pub creates_object: bool,
     /// Bytes the namespace stores from now on: only a new object adds to its usage.
@@ -25,7 +27,7 @@ pub struct Decision {
 /// Decides a completion. `new_object` is the object the upload would create (when it
 /// creates one on confirm); `original` is set when the content was already in the bucket
 /// and the upload skips duplicates.
-pub fn decide(new_object: Option<String>, original: Option<Original>, size: i64) -> Decision {
+pub fn decide(new_object: Option<ObjectId>, original: Option<Original>, size: i64) -> Decision {
     let (object_id, duplicate_of, creates_object) = match original {
         Some(original) => (original.object_id, Some(original.upload_id), false),
         None => {
@@ -56,10 +58,10 @@ mod tests {
         let original = |object: Option<&str>| {
             Some(Original {
                 upload_id: "upl_a".into(),
-                object_id: object.map(str::to_owned),
+                object_id: object.map(ObjectId::from),
             })
         };
-        let new = Some("obj_new".to_owned());
+        let new = Some(ObjectId::from("obj_new"));
         let table = [
             // (new object, original, object, duplicate of, creates, stored, message starts)
             (

@@ -13,6 +13,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::domain::{NamespaceId, TaskId, UploadId};
 use crate::service::config::QueueConfig;
 
 /// The names the service declares, all under one prefix.
@@ -86,24 +87,28 @@ pub const BATCH_SUBMITTED_ROUTING_KEY: &str = "batch.submitted";
 /// The job a worker runs: confirm the upload the task names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfirmJob {
-    pub task_id: String,
-    pub upload_id: String,
+    pub task_id: TaskId,
+    pub upload_id: UploadId,
     /// When the confirmation was accepted, for the time-in-queue series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The upload's namespace, for the per-namespace series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace_id: Option<String>,
+    pub namespace_id: Option<NamespaceId>,
 }
 
 impl ConfirmJob {
     /// The job of a confirmation accepted now.
-    pub fn accepted_now(task_id: &str, upload_id: &str, namespace_id: &str) -> Self {
+    pub fn accepted_now(
+        task_id: &TaskId,
+        upload_id: &UploadId,
+        namespace_id: &NamespaceId,
+    ) -> Self {
         ConfirmJob {
-            task_id: task_id.to_owned(),
-            upload_id: upload_id.to_owned(),
+            task_id: task_id.clone(),
+            upload_id: upload_id.clone(),
             accepted_at: Some(chrono::Utc::now()),
-            namespace_id: Some(namespace_id.to_owned()),
+            namespace_id: Some(namespace_id.clone()),
         }
     }
 }

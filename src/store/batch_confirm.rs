@@ -14,7 +14,7 @@ use super::models::{TaskRow, UploadRow};
 use super::outbox;
 use super::tasks::{self, NewTask};
 use super::uploads::UPLOAD_COLUMNS;
-use crate::domain::{new_id, IdKind, TaskStatus, TaskType, UploadStatus};
+use crate::domain::{TaskId, TaskStatus, TaskType, UploadId, UploadStatus};
 
 /// One requested item: the upload and the options its confirmation runs with.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub async fn begin(
     bucket_id: &str,
     items: &[ItemRequest],
     queue: &str,
-    job_payload: impl Fn(&str, &str) -> Value,
+    job_payload: impl Fn(&TaskId, &UploadId) -> Value,
 ) -> sqlx::Result<BatchStart> {
     let mut tx = pool.begin().await?;
     let ids: Vec<&str> = items.iter().map(|i| i.upload_id.as_str()).collect();
@@ -53,7 +53,7 @@ pub async fn begin(
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    let mut uploads: HashMap<String, UploadRow> =
+    let mut uploads: HashMap<UploadId, UploadRow> =
         rows.into_iter().map(|u| (u.id.clone(), u)).collect();
     // Each unknown id once, in the order given.
     let mut named = std::collections::HashSet::new();
@@ -72,13 +72,13 @@ pub async fn begin(
     let mut item_rows = Vec::with_capacity(items.len());
     for (position, item) in items.iter().enumerate() {
         let upload = uploads
-            .get_mut(&item.upload_id)
+            .get_mut(item.upload_id.as_str())
             .ok_or(sqlx::Error::RowNotFound)?;
         let (child, result) = match upload.status {
             UploadStatus::Completed => (None, Some(completed_result(upload))),
             UploadStatus::Processing => (upload.task_id.clone(), None),
             UploadStatus::Pending | UploadStatus::Failed => {
-                let task_id = new_id(IdKind::Task);
+                let task_id = TaskId::generate();
                 children.push(json!({
                     "id": task_id,
                     "upload_id": upload.id,
@@ -185,7 +185,10 @@ fn completed_result(u: &UploadRow) -> Value {
 }
 
 /// The items' results, open ones shown as pending, for a parent ended early.
-pub async fn partial_outputs(conn: &mut PgConnection, parent_task_id: &str) -> sqlx::Result<Value> {
+pub async fn partial_outputs(
+    conn: &mut PgConnection,
+    parent_task_id: &TaskId,
+) -> sqlx::Result<Value> {
     let results: Vec<Value> = sqlx::query_scalar(
         "SELECT coalesce(result, jsonb_build_object('upload_id', upload_id, 'status', $2::text,
                 'error', 'the batch confirmation was canceled'))
@@ -201,8 +204,8 @@ pub async fn partial_outputs(conn: &mut PgConnection, parent_task_id: &str) -> s
 /// The confirmations a parent's open items follow.
 pub async fn open_children(
     conn: &mut PgConnection,
-    parent_task_id: &str,
-) -> sqlx::Result<Vec<String>> {
+    parent_task_id: &TaskId,
+) -> sqlx::Result<Vec<TaskId>> {
     sqlx::query_scalar(
         "SELECT DISTINCT child_task_id FROM batch_confirm_items
          WHERE parent_task_id = $1 AND result IS NULL AND child_task_id IS NOT NULL

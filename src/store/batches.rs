@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use super::models::BatchRow;
 use super::outbox::{self, OutboxMessage};
 use super::tasks::{self, NewTask};
-use crate::domain::{new_id, BatchStatus, IdKind, TaskStatus, TaskType};
+use crate::domain::{BatchId, BatchStatus, OrganizationId, TaskId, TaskStatus, TaskType};
 
 /// Where submitted batches are announced.
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ pub async fn list(
 #[derive(Debug)]
 pub struct Submitted {
     pub batch: BatchRow,
-    pub task_id: String,
+    pub task_id: TaskId,
     pub outbox_id: i64,
     pub announcement: Value,
 }
@@ -117,11 +117,11 @@ pub struct Submitted {
 /// the outbox in the same transaction. `None` when the batch is not a draft.
 pub async fn submit(
     conn: &mut PgConnection,
-    batch_id: &str,
-    organization_id: &str,
+    batch_id: &BatchId,
+    organization_id: &OrganizationId,
     destination: &BatchDestination,
 ) -> sqlx::Result<Option<Submitted>> {
-    let task_id = new_id(IdKind::Task);
+    let task_id = TaskId::generate();
     let Some(draft): Option<BatchRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1 AND status = $2 FOR UPDATE"
     )))

@@ -7,7 +7,7 @@ use super::batch_confirm;
 use super::endings::{self, end_task, Followers, TaskEnd};
 use super::models::TaskRow;
 use super::tasks;
-use crate::domain::{TaskStatus, TaskType, UploadStatus};
+use crate::domain::{TaskId, TaskStatus, TaskType, UploadStatus};
 
 const CANCELED_ERROR: &str = "canceled by request";
 
@@ -28,7 +28,7 @@ pub enum CancelOutcome {
 pub async fn cancel_task(
     pool: &PgPool,
     organization_id: &str,
-    task_id: &str,
+    task_id: &TaskId,
 ) -> sqlx::Result<CancelOutcome> {
     let Some(task) = tasks::find_for_organization(pool, organization_id, task_id).await? else {
         return Ok(CancelOutcome::NotFound);
@@ -69,7 +69,7 @@ pub async fn cancel_task(
     };
     touched.sort();
     touched.dedup();
-    for parent in touched.iter().filter(|p| p.as_str() != task_id) {
+    for parent in touched.iter().filter(|p| *p != task_id) {
         endings::finalize_if_done(&mut tx, parent).await?;
     }
     let current = tasks::find_in(&mut tx, task_id)
@@ -89,8 +89,8 @@ pub async fn cancel_task(
 /// no change) when the task had already ended.
 async fn cancel_confirmation(
     conn: &mut PgConnection,
-    task_id: &str,
-) -> sqlx::Result<Option<Vec<String>>> {
+    task_id: &TaskId,
+) -> sqlx::Result<Option<Vec<TaskId>>> {
     sqlx::query(
         "UPDATE uploads SET status = $2, updated_at = now(),
             message = 'The confirmation was canceled; the upload can be confirmed again'
@@ -120,7 +120,7 @@ async fn cancel_confirmation(
         .execute(&mut *conn)
         .await?;
     let result = endings::item_result(TaskStatus::Canceled, Some(CANCELED_ERROR), &outputs);
-    endings::settle(conn, &[(task_id.to_owned(), result)])
+    endings::settle(conn, &[(task_id.clone(), result)])
         .await
         .map(Some)
 }

@@ -13,7 +13,8 @@ use super::models::UploadRow;
 use super::start::UPLOAD_COLUMNS_OF_U;
 use super::tenancy::USED;
 use crate::domain::{
-    decide, new_id, Decision, Failure, IdKind, ObjectStatus, Original, TaskStatus, UploadStatus,
+    decide, BatchId, Decision, Failure, ObjectId, ObjectStatus, OrganizationId, Original, TaskId,
+    TaskStatus, UploadId, UploadStatus,
 };
 
 /// How a confirmation's end is written into its task's outputs: the answers clients read
@@ -21,7 +22,7 @@ use crate::domain::{
 #[derive(Debug, Clone, Copy)]
 pub struct TaskOutputs {
     pub completed: fn(&UploadRow) -> Value,
-    pub failed: fn(&str, &Failure) -> Value,
+    pub failed: fn(&UploadId, &Failure) -> Value,
 }
 
 /// What the worker established about the object.
@@ -37,8 +38,8 @@ pub struct Verified {
 /// One verified confirmation to finish.
 #[derive(Debug, Clone)]
 pub struct Completion {
-    pub task_id: String,
-    pub upload_id: String,
+    pub task_id: TaskId,
+    pub upload_id: UploadId,
     pub verified: Verified,
     /// Submit a one-object batch of the object it creates.
     pub submit_batch: bool,
@@ -72,7 +73,7 @@ struct Decided<'a> {
     completion: &'a Completion,
     upload: UploadRow,
     decision: Decision,
-    batch: Option<(String, String)>,
+    batch: Option<(BatchId, TaskId)>,
 }
 
 /// Steps 6–9 of a confirmation for each completion of the group: dedup, object, batch,
@@ -125,13 +126,11 @@ async fn finish(
     let mut tx = pool.begin().await?;
     let mut uploads = lock_processing(&mut tx, group).await?;
     // The live completions, in the group's order, with the object each would create.
-    let live: Vec<(&Completion, UploadRow, Option<String>)> = group
+    let live: Vec<(&Completion, UploadRow, Option<ObjectId>)> = group
         .iter()
         .filter_map(|c| {
             let upload = uploads.remove(&c.upload_id)?;
-            let object = upload
-                .create_object_on_confirm
-                .then(|| new_id(IdKind::Object));
+            let object = upload.create_object_on_confirm.then(ObjectId::generate);
             Some((c, upload, object))
         })
         .collect();
@@ -217,7 +216,7 @@ async fn finish(
 async fn lock_processing(
     conn: &mut PgConnection,
     group: &[Completion],
-) -> sqlx::Result<HashMap<String, UploadRow>> {
+) -> sqlx::Result<HashMap<UploadId, UploadRow>> {
     let locked: Vec<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {columns} FROM unnest($1::text[], $2::text[]) AS j(upload_id, task_id)
          JOIN uploads u ON u.id = j.upload_id AND u.task_id = j.task_id AND u.status = $3
@@ -244,9 +243,9 @@ async fn lock_processing(
 /// duplicates and was not first, the original it repeats.
 async fn find_originals(
     conn: &mut PgConnection,
-    live: &[(&Completion, UploadRow, Option<String>)],
-) -> sqlx::Result<HashMap<String, Original>> {
-    let firsts: HashSet<String> = sqlx::query_scalar(
+    live: &[(&Completion, UploadRow, Option<ObjectId>)],
+) -> sqlx::Result<HashMap<UploadId, Original>> {
+    let firsts: HashSet<UploadId> = sqlx::query_scalar(
         "INSERT INTO bucket_contents (bucket_id, content_hash, upload_id, object_id)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
          ON CONFLICT DO NOTHING RETURNING upload_id",
@@ -282,7 +281,7 @@ async fn find_originals(
     if seeking.is_empty() {
         return Ok(HashMap::new());
     }
-    let found: Vec<(String, String, Option<String>)> = sqlx::query_as(
+    let found: Vec<(UploadId, UploadId, Option<ObjectId>)> = sqlx::query_as(
         "SELECT j.upload_id, bc.upload_id, bc.object_id
          FROM unnest($1::text[], $2::text[], $3::text[]) AS j(upload_id, bucket_id, content_hash)
          JOIN bucket_contents bc
@@ -350,7 +349,7 @@ async fn insert_objects(conn: &mut PgConnection, decided: &[Decided<'_>]) -> sql
 async fn mark_completed(
     conn: &mut PgConnection,
     decided: &[Decided<'_>],
-) -> sqlx::Result<HashMap<String, UploadRow>> {
+) -> sqlx::Result<HashMap<UploadId, UploadRow>> {
     let (batch_ids, batch_task_ids): (Vec<Option<&str>>, Vec<Option<&str>>) = decided
         .iter()
         .map(|d| match &d.batch {
@@ -460,9 +459,9 @@ async fn submit_batch(
     d: &Decided<'_>,
     object_id: &str,
     destination: &BatchDestination,
-) -> sqlx::Result<(String, String)> {
+) -> sqlx::Result<(BatchId, TaskId)> {
     // The task is locked running (see `lock_processing`).
-    let organization_id: String =
+    let organization_id: OrganizationId =
         sqlx::query_scalar("SELECT organization_id FROM tasks WHERE id = $1")
             .bind(&d.completion.task_id)
             .fetch_one(&mut *conn)
@@ -470,7 +469,7 @@ async fn submit_batch(
     let draft = batches::insert(
         &mut *conn,
         &batches::NewBatch {
-            id: &new_id(IdKind::Batch),
+            id: &BatchId::generate(),
             bucket_id: &d.upload.bucket_id,
             namespace_id: &d.upload.namespace_id,
             batch_name: None,

@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use super::completion::TaskOutputs;
 use super::endings::{fail_confirmation, TaskEnd};
 use super::outbox::{self, OutboxMessage};
-use crate::domain::{Failure, TaskStatus, UploadStatus};
+use crate::domain::{Failure, TaskId, TaskStatus, UploadId, UploadStatus};
 
 /// What became of a dead-lettered job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +25,8 @@ pub enum DeadOutcome {
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct DeadLetterRow {
     pub id: i64,
-    pub task_id: String,
-    pub upload_id: String,
+    pub task_id: TaskId,
+    pub upload_id: UploadId,
     pub reason: String,
     pub error: String,
     /// Attempts the task had when it was given up.
@@ -46,8 +46,8 @@ pub fn given_up_error(reason: &str, attempts: i32, last_error: Option<&str>) -> 
 /// Fails the task of a dead-lettered job (and its upload) with the last error it recorded.
 pub async fn fail_dead(
     pool: &PgPool,
-    task_id: &str,
-    upload_id: &str,
+    task_id: &TaskId,
+    upload_id: &UploadId,
     reason: &str,
     outputs: &TaskOutputs,
 ) -> sqlx::Result<DeadOutcome> {
@@ -59,8 +59,8 @@ pub async fn fail_dead(
 
 async fn fail_dead_in(
     conn: &mut PgConnection,
-    task_id: &str,
-    upload_id: &str,
+    task_id: &TaskId,
+    upload_id: &UploadId,
     reason: &str,
     outputs: &TaskOutputs,
 ) -> sqlx::Result<DeadOutcome> {
@@ -113,8 +113,8 @@ pub async fn list_open(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<DeadLetter
 /// What a replay did with one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Replayed {
-    pub task_id: String,
-    pub upload_id: String,
+    pub task_id: TaskId,
+    pub upload_id: UploadId,
     /// False when the upload or task had moved on since, so nothing was queued.
     pub queued: bool,
 }
@@ -128,7 +128,7 @@ pub async fn replay(
     confirm_queue: &str,
 ) -> sqlx::Result<Vec<Replayed>> {
     let mut tx = pool.begin().await?;
-    let open: Vec<(i64, String, String)> = sqlx::query_as(
+    let open: Vec<(i64, TaskId, UploadId)> = sqlx::query_as(
         "SELECT id, task_id, upload_id FROM dead_letters
          WHERE replayed_at IS NULL AND ($1::text IS NULL OR task_id = $1)
          ORDER BY id FOR UPDATE SKIP LOCKED",
@@ -180,8 +180,8 @@ pub async fn replay(
 async fn enqueue(
     conn: &mut PgConnection,
     confirm_queue: &str,
-    task_id: &str,
-    upload_id: &str,
+    task_id: &TaskId,
+    upload_id: &UploadId,
 ) -> sqlx::Result<()> {
     let payload = json!({ "task_id": task_id, "upload_id": upload_id });
     outbox::insert(
@@ -216,7 +216,7 @@ pub async fn requeue_lapsed(
     outputs: &TaskOutputs,
 ) -> sqlx::Result<Lapsed> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<(String, i32, Option<String>)> = sqlx::query_as(
+    let rows: Vec<(TaskId, i32, Option<UploadId>)> = sqlx::query_as(
         "SELECT t.id, t.attempts, u.id FROM tasks t
          LEFT JOIN uploads u ON u.task_id = t.id AND u.status = $2
          WHERE t.lease_until < now() AND t.status = ANY($3)

@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use super::TASK_EVENTS_CHANNEL;
-use crate::domain::{TaskStatus, UploadStatus};
+use crate::domain::{TaskId, TaskStatus, UploadId, UploadStatus};
 
 /// How one task ends.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskEnd<'a> {
-    pub task_id: &'a str,
+    pub task_id: &'a TaskId,
     pub status: TaskStatus,
     pub error: Option<&'a str>,
     pub outputs: &'a Value,
@@ -38,11 +38,11 @@ pub async fn end_tasks(
     conn: &mut PgConnection,
     ends: &[TaskEnd<'_>],
     followers: Followers,
-) -> sqlx::Result<HashSet<String>> {
+) -> sqlx::Result<HashSet<TaskId>> {
     let ended = end_rows(conn, ends).await?;
-    let ids: HashSet<String> = ended.iter().map(|(id, _)| id.clone()).collect();
+    let ids: HashSet<TaskId> = ended.iter().map(|(id, _)| id.clone()).collect();
     if followers == Followers::Settle {
-        let items: Vec<(String, Value)> = ends
+        let items: Vec<(TaskId, Value)> = ends
             .iter()
             .filter(|end| {
                 ended
@@ -51,7 +51,7 @@ pub async fn end_tasks(
             })
             .map(|end| {
                 let result = item_result(end.status, end.error, end.outputs);
-                (end.task_id.to_owned(), result)
+                (end.task_id.clone(), result)
             })
             .collect();
         let parents = settle(conn, &items).await?;
@@ -73,7 +73,7 @@ pub async fn end_task(
 /// `FAILED` with the error. False when both had already moved on.
 pub async fn fail_confirmation(
     conn: &mut PgConnection,
-    upload_id: &str,
+    upload_id: &UploadId,
     end: TaskEnd<'_>,
 ) -> sqlx::Result<bool> {
     let failed = sqlx::query(
@@ -96,7 +96,11 @@ pub async fn fail_confirmation(
 }
 
 /// [`fail_confirmation`] in a transaction of its own.
-pub async fn fail(pool: &sqlx::PgPool, upload_id: &str, end: TaskEnd<'_>) -> sqlx::Result<bool> {
+pub async fn fail(
+    pool: &sqlx::PgPool,
+    upload_id: &UploadId,
+    end: TaskEnd<'_>,
+) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let ended = fail_confirmation(&mut tx, upload_id, end).await?;
     tx.commit().await?;
@@ -109,7 +113,7 @@ pub async fn fail(pool: &sqlx::PgPool, upload_id: &str, end: TaskEnd<'_>) -> sql
 async fn end_rows(
     conn: &mut PgConnection,
     ends: &[TaskEnd<'_>],
-) -> sqlx::Result<Vec<(String, bool)>> {
+) -> sqlx::Result<Vec<(TaskId, bool)>> {
     if ends.is_empty() {
         return Ok(Vec::new());
     }
@@ -163,15 +167,15 @@ pub fn item_result(status: TaskStatus, error: Option<&str>, outputs: &Value) -> 
 /// to commit, and orders its items' settlements so that exactly one sees the last.
 pub async fn settle(
     conn: &mut PgConnection,
-    ended: &[(String, Value)],
-) -> sqlx::Result<Vec<String>> {
+    ended: &[(TaskId, Value)],
+) -> sqlx::Result<Vec<TaskId>> {
     if ended.is_empty() {
         return Ok(Vec::new());
     }
-    let children: Vec<&str> = ended.iter().map(|(t, _)| t.as_str()).collect();
+    let children: Vec<&TaskId> = ended.iter().map(|(t, _)| t).collect();
     // The parents with an item following these, locked in id order whatever order the
     // group's items came in.
-    let parents: Vec<String> = sqlx::query_scalar(
+    let parents: Vec<TaskId> = sqlx::query_scalar(
         "SELECT id FROM tasks WHERE id IN (
              SELECT parent_task_id FROM batch_confirm_items
              WHERE child_task_id = ANY($1) AND result IS NULL)
@@ -208,11 +212,11 @@ pub async fn settle(
 
 /// Ends those of `parents` (locked by [`settle`]) that have no open item left, reading each
 /// one's results only then.
-pub async fn finalize_done(conn: &mut PgConnection, parents: &[String]) -> sqlx::Result<()> {
+pub async fn finalize_done(conn: &mut PgConnection, parents: &[TaskId]) -> sqlx::Result<()> {
     if parents.is_empty() {
         return Ok(());
     }
-    let done: Vec<String> = sqlx::query_scalar(
+    let done: Vec<TaskId> = sqlx::query_scalar(
         "SELECT p FROM unnest($1::text[]) AS p
          WHERE NOT EXISTS (SELECT 1 FROM batch_confirm_items WHERE parent_task_id = p AND result IS NULL)
          ORDER BY p",
@@ -228,7 +232,10 @@ pub async fn finalize_done(conn: &mut PgConnection, parents: &[String]) -> sqlx:
 
 /// Ends the parent when none of its items is open: `COMPLETED` when all succeeded,
 /// `FAILED` when none did, `COMPLETED_WITH_ERRORS` otherwise. True when it ended now.
-pub async fn finalize_if_done(conn: &mut PgConnection, parent_task_id: &str) -> sqlx::Result<bool> {
+pub async fn finalize_if_done(
+    conn: &mut PgConnection,
+    parent_task_id: &TaskId,
+) -> sqlx::Result<bool> {
     let results: Vec<Option<Value>> = sqlx::query_scalar(
         "SELECT result FROM batch_confirm_items WHERE parent_task_id = $1 ORDER BY position",
     )

@@ -4,13 +4,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::{
-    BatchStatus, NamespaceLimits, ObjectStatus, TaskStatus, TaskType, UploadStatus,
+    BatchId, BatchStatus, BucketId, NamespaceId, NamespaceLimits, ObjectId, ObjectStatus,
+    OrganizationId, TaskId, TaskStatus, TaskType, UploadId, UploadStatus,
 };
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NamespaceRow {
-    pub id: String,
-    pub organization_id: String,
+    pub id: NamespaceId,
+    pub organization_id: OrganizationId,
     pub name: String,
     pub max_file_size_bytes: Option<i64>,
     pub storage_quota_bytes: Option<i64>,
@@ -21,8 +22,8 @@ pub struct NamespaceRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BucketRow {
-    pub id: String,
-    pub namespace_id: String,
+    pub id: BucketId,
+    pub namespace_id: NamespaceId,
     pub name: String,
     pub description: Option<String>,
     pub metadata: Value,
@@ -33,9 +34,9 @@ pub struct BucketRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UploadRow {
-    pub id: String,
-    pub bucket_id: String,
-    pub namespace_id: String,
+    pub id: UploadId,
+    pub bucket_id: BucketId,
+    pub namespace_id: NamespaceId,
     pub filename: String,
     pub content_type: String,
     pub file_size_bytes: Option<i64>,
@@ -55,13 +56,13 @@ pub struct UploadRow {
     pub part_size_bytes: Option<i64>,
     pub part_count: Option<i32>,
     pub is_duplicate: bool,
-    pub duplicate_of_upload_id: Option<String>,
+    pub duplicate_of_upload_id: Option<UploadId>,
     pub message: Option<String>,
     pub etag: Option<String>,
-    pub object_id: Option<String>,
-    pub task_id: Option<String>,
-    pub batch_id: Option<String>,
-    pub batch_task_id: Option<String>,
+    pub object_id: Option<ObjectId>,
+    pub task_id: Option<TaskId>,
+    pub batch_id: Option<BatchId>,
+    pub batch_task_id: Option<TaskId>,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -72,9 +73,9 @@ pub struct UploadRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskRow {
-    pub id: String,
-    pub organization_id: String,
-    pub namespace_id: Option<String>,
+    pub id: TaskId,
+    pub organization_id: OrganizationId,
+    pub namespace_id: Option<NamespaceId>,
     pub task_type: TaskType,
     pub status: TaskStatus,
     pub inputs: Value,
@@ -89,13 +90,13 @@ pub struct TaskRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BatchRow {
-    pub id: String,
-    pub bucket_id: String,
-    pub namespace_id: String,
+    pub id: BatchId,
+    pub bucket_id: BucketId,
+    pub namespace_id: NamespaceId,
     pub batch_name: Option<String>,
     pub status: BatchStatus,
     pub object_ids: Vec<String>,
-    pub task_id: Option<String>,
+    pub task_id: Option<TaskId>,
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -103,10 +104,10 @@ pub struct BatchRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ObjectRow {
-    pub id: String,
-    pub bucket_id: String,
-    pub namespace_id: String,
-    pub upload_id: String,
+    pub id: ObjectId,
+    pub bucket_id: BucketId,
+    pub namespace_id: NamespaceId,
+    pub upload_id: UploadId,
     pub blobs: Value,
     pub metadata: Option<Value>,
     pub status: ObjectStatus,

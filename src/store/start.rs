@@ -9,7 +9,7 @@ use sqlx::{FromRow, PgPool, Row};
 use super::models::{NamespaceRow, UploadRow};
 use super::tenancy::NAMESPACE_COLUMNS;
 use super::uploads::UPLOAD_COLUMNS;
-use crate::domain::TaskStatus;
+use crate::domain::{NamespaceId, TaskId, TaskStatus, UploadId};
 
 /// What a worker finds when it starts a job.
 #[derive(Debug)]
@@ -33,8 +33,8 @@ pub struct Started {
 /// One job to start: its task and the upload it confirms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRef {
-    pub task_id: String,
-    pub upload_id: String,
+    pub task_id: TaskId,
+    pub upload_id: UploadId,
 }
 
 /// The upload columns qualified by the alias `u`.
@@ -100,7 +100,7 @@ fn started_job(row: &PgRow) -> sqlx::Result<Start> {
         Some(_) => Some(UploadRow::from_row(row)?),
         None => None,
     };
-    let namespace = match row.try_get::<Option<String>, _>("ns_id")? {
+    let namespace = match row.try_get::<Option<NamespaceId>, _>("ns_id")? {
         Some(id) => Some(NamespaceRow {
             id,
             organization_id: row.try_get("ns_organization_id")?,

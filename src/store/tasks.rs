@@ -8,15 +8,15 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use super::filter::Condition;
 use super::models::TaskRow;
 use super::TASK_EVENTS_CHANNEL;
-use crate::domain::{TaskStatus, TaskType};
+use crate::domain::{NamespaceId, OrganizationId, TaskId, TaskStatus, TaskType};
 
 const TASK_COLUMNS: &str = "id, organization_id, namespace_id, task_type, status, inputs, outputs, additional_data, error, progress, attempts, created_at, updated_at";
 
 #[derive(Debug, Clone)]
 pub struct NewTask<'a> {
-    pub id: &'a str,
-    pub organization_id: &'a str,
-    pub namespace_id: &'a str,
+    pub id: &'a TaskId,
+    pub organization_id: &'a OrganizationId,
+    pub namespace_id: &'a NamespaceId,
     pub task_type: TaskType,
     pub status: TaskStatus,
     pub inputs: &'a Value,
@@ -107,7 +107,7 @@ pub async fn find_for_organization(
 /// Holds a running task for `lease` more: the job's message is settled with the broker,
 /// and until the lease lapses no one puts the job back on the queue. False when the task
 /// is no longer running.
-pub async fn hold_lease(pool: &PgPool, task_id: &str, lease: Duration) -> sqlx::Result<bool> {
+pub async fn hold_lease(pool: &PgPool, task_id: &TaskId, lease: Duration) -> sqlx::Result<bool> {
     let held = sqlx::query(
         "UPDATE tasks SET lease_until = now() + make_interval(secs => $2)
          WHERE id = $1 AND status = $3",
@@ -122,7 +122,7 @@ pub async fn hold_lease(pool: &PgPool, task_id: &str, lease: Duration) -> sqlx::
 
 /// A running task's attempt failed for now: `INTERRUPTED`, with the error, until its job
 /// is delivered again.
-pub async fn interrupt(pool: &PgPool, task_id: &str, error: &str) -> sqlx::Result<()> {
+pub async fn interrupt(pool: &PgPool, task_id: &TaskId, error: &str) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE tasks SET status = $2, error = $3, updated_at = now()
          WHERE id = $1 AND status = $4",
@@ -137,7 +137,7 @@ pub async fn interrupt(pool: &PgPool, task_id: &str, error: &str) -> sqlx::Resul
 }
 
 /// Records hashing progress and tells waiters, who may switch to the async answer.
-pub async fn set_progress(pool: &PgPool, task_id: &str, progress: &Value) -> sqlx::Result<()> {
+pub async fn set_progress(pool: &PgPool, task_id: &TaskId, progress: &Value) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE tasks SET progress = $2, updated_at = now()

@@ -6,9 +6,13 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::filter::Condition;
 use super::models::{BucketRow, NamespaceRow};
+use crate::domain::{BucketId, OrganizationId};
 
 /// The organization owning a live key with this hash.
-pub async fn organization_for_key(pool: &PgPool, key_hash: &str) -> sqlx::Result<Option<String>> {
+pub async fn organization_for_key(
+    pool: &PgPool,
+    key_hash: &str,
+) -> sqlx::Result<Option<OrganizationId>> {
     sqlx::query_scalar(
         "SELECT organization_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )
@@ -204,7 +208,10 @@ pub struct BucketStats {
 }
 
 /// The stats of each bucket named, in no particular order (a bucket with nothing is absent).
-pub async fn bucket_stats(pool: &PgPool, bucket_ids: &[String]) -> sqlx::Result<Vec<BucketStats>> {
+pub async fn bucket_stats(
+    pool: &PgPool,
+    bucket_ids: &[BucketId],
+) -> sqlx::Result<Vec<BucketStats>> {
     sqlx::query_as(
         "SELECT b.id AS bucket_id,
                 (SELECT count(*) FROM objects o WHERE o.bucket_id = b.id) AS object_count,

@@ -10,7 +10,7 @@ use super::models::UploadRow;
 use super::outbox::{self, OutboxMessage};
 use super::start::UPLOAD_COLUMNS_OF_U;
 use super::tasks::{self, NewTask};
-use crate::domain::UploadStatus;
+use crate::domain::{TaskId, UploadId, UploadStatus};
 
 pub(crate) const UPLOAD_COLUMNS: &str = "id, bucket_id, namespace_id, filename, content_type, file_size_bytes, presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm, object_metadata, blob_property, blob_type, file_hash, skip_duplicates, enforce_file_hash, multipart_upload_id, part_size_bytes, part_count, is_duplicate, duplicate_of_upload_id, message, etag, object_id, task_id, batch_id, batch_task_id, error, created_at, updated_at, expires_at, verified_at, completed_at";
 
@@ -75,10 +75,10 @@ pub async fn insert_many(pool: &PgPool, new: &[NewUpload]) -> sqlx::Result<Vec<U
     .bind(UploadStatus::Pending)
     .fetch_all(pool)
     .await?;
-    let mut by_id: std::collections::HashMap<String, UploadRow> =
+    let mut by_id: std::collections::HashMap<UploadId, UploadRow> =
         rows.into_iter().map(|u| (u.id.clone(), u)).collect();
     new.iter()
-        .map(|n| by_id.remove(&n.id).ok_or(sqlx::Error::RowNotFound))
+        .map(|n| by_id.remove(n.id.as_str()).ok_or(sqlx::Error::RowNotFound))
         .collect()
 }
 
@@ -349,7 +349,7 @@ pub async fn find_original(
 #[derive(Debug)]
 pub enum ConfirmStart {
     /// This call moved the upload to `PROCESSING`; its job waits in the outbox row.
-    Started { task_id: String, outbox_id: i64 },
+    Started { task_id: TaskId, outbox_id: i64 },
     /// The upload was not confirmable (any more); here is what it is now.
     NotStarted(Box<UploadRow>),
 }
@@ -358,7 +358,7 @@ pub enum ConfirmStart {
 /// is recorded, and the job is put in the outbox.
 pub async fn begin_confirmation(
     pool: &PgPool,
-    upload_id: &str,
+    upload_id: &UploadId,
     task: &NewTask<'_>,
     job: &OutboxMessage<'_>,
 ) -> sqlx::Result<ConfirmStart> {
@@ -384,7 +384,7 @@ pub async fn begin_confirmation(
     let outbox_id = outbox::insert(&mut tx, job).await?;
     tx.commit().await?;
     Ok(ConfirmStart::Started {
-        task_id: task.id.to_owned(),
+        task_id: task.id.clone(),
         outbox_id,
     })
 }

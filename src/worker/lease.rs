@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use tokio::sync::oneshot;
 
 use super::pipeline::{Pipeline, StepError};
+use crate::domain::TaskId;
 use crate::store::tasks;
 
 /// Renews a task's lease until dropped.
@@ -43,7 +44,7 @@ impl Pipeline {
     /// Takes the lease of a long job once, and keeps renewing it while the run lasts.
     pub(super) async fn take_lease(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         slot: &Mutex<LeaseSlot>,
     ) -> Result<(), StepError> {
         if slot
@@ -58,7 +59,7 @@ impl Pipeline {
             return Err(StepError::Transient("the task stopped running".into()));
         }
         let pool = self.pool.clone();
-        let id = task_id.to_owned();
+        let id = task_id.clone();
         let lease = self.lease;
         let keeper = LeaseKeeper(tokio::spawn(async move {
             loop {

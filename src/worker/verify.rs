@@ -9,7 +9,7 @@ use super::pipeline::{Pipeline, StepError};
 use crate::blob::{BlobError, ObjectHead, OpenObject, StoredPart};
 use crate::domain::{
     etags_match, number_runs, unquote_etag, ConfirmOptions, ContentHash, Failure, PartsCheck,
-    UploadKeys,
+    TaskId, UploadKeys,
 };
 use crate::store::{tasks, UploadRow};
 
@@ -123,7 +123,7 @@ impl Pipeline {
 
     pub(super) async fn content_hash(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         head: &ObjectHead,
         body: Option<OpenObject>,
     ) -> Result<ContentHash, StepError> {
@@ -156,12 +156,12 @@ impl Pipeline {
     /// Writes hashing progress at most once a second, however fast bytes arrive.
     fn spawn_progress_reporter(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         total: u64,
         mut rx: tokio::sync::watch::Receiver<u64>,
     ) -> tokio::task::JoinHandle<()> {
         let pipeline = self.clone();
-        let task_id = task_id.to_owned();
+        let task_id = task_id.clone();
         tokio::spawn(async move {
             let mut last = Instant::now();
             while rx.changed().await.is_ok() {
@@ -178,7 +178,7 @@ impl Pipeline {
 
     pub(super) async fn report_progress(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         done: u64,
         total: u64,
     ) -> Result<(), StepError> {
