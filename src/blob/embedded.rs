@@ -673,8 +673,10 @@ pub(crate) mod test_support {
     use std::path::PathBuf;
     use std::time::{Duration, SystemTime};
 
+    use sha2::{Digest, Sha256};
+
     use super::EmbeddedS3;
-    use crate::blob::{BlobStore, S3Settings};
+    use crate::blob::{BlobError, BlobStore, HashedObject, S3Settings};
 
     pub const ACCESS_KEY: &str = "test-access-key";
     pub const SECRET_KEY: &str = "test-secret-key";
@@ -742,6 +744,26 @@ pub(crate) mod test_support {
             .header("content-type", content_type)
             .body(body);
         request.send().await.unwrap().status()
+    }
+
+    // A well-known MD5 test vector, so the ETag can be checked without an MD5 implementation.
+    pub const FOX: &[u8] = b"The quick brown fox jumps over the lazy dog";
+    pub const FOX_MD5: &str = "9e107d9d372bb6826bd81d3542a419d6";
+
+    pub fn sha256_hex(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    pub async fn hash(h: &Harness, key: &str) -> (Result<HashedObject, BlobError>, Vec<u64>) {
+        let mut seen = Vec::new();
+        let res = h.store.sha256(key, &mut |n| seen.push(n)).await;
+        (res, seen)
+    }
+
+    pub fn patterned(len: usize) -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
     }
 }
 

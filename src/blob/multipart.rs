@@ -8,9 +8,11 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{
-    failure, full_object_sha256_hex, presigning, BlobError, BlobStore, PresignedPut, COPY_TIMEOUT,
-};
+use super::client::COPY_TIMEOUT;
+use super::error::failure;
+use super::presign::presigning;
+use super::read::full_object_sha256_hex;
+use super::{BlobError, BlobStore, PresignedPut};
 
 /// A part the store holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
