@@ -18,7 +18,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed for one CopyObject: the store answers when the whole object is copied,
 /// and a single-request object may have 5 GiB.
-pub(super) const COPY_TIMEOUT: Duration = Duration::from_secs(900);
+const COPY_TIMEOUT: Duration = Duration::from_secs(900);
 /// The caller retries with its own backoff, so the SDK only smooths over blips.
 const MAX_ATTEMPTS: u32 = 2;
 /// CreateBucket error codes meaning there is nothing left to do.
@@ -43,6 +43,16 @@ pub struct BlobStore {
     pub(super) client: aws_sdk_s3::Client,
     pub(super) bucket: String,
     pub(super) region: String,
+}
+
+/// A config override that allows one attempt [`COPY_TIMEOUT`], for the calls the store
+/// answers only once a whole object is written.
+pub(super) fn whole_object_attempt() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::new().timeout_config(
+        TimeoutConfig::builder()
+            .operation_attempt_timeout(COPY_TIMEOUT)
+            .build(),
+    )
 }
 
 impl BlobStore {

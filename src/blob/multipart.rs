@@ -4,11 +4,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::client::COPY_TIMEOUT;
+use super::client::whole_object_attempt;
 use super::error::failure;
 use super::presign::presigning;
 use super::read::full_object_sha256_hex;
@@ -169,13 +168,7 @@ impl BlobStore {
             .multipart_upload(completed)
             .customize()
             // The store may take minutes to assemble a large object.
-            .config_override(
-                aws_sdk_s3::config::Builder::new().timeout_config(
-                    TimeoutConfig::builder()
-                        .operation_attempt_timeout(COPY_TIMEOUT)
-                        .build(),
-                ),
-            )
+            .config_override(whole_object_attempt())
             .send()
             .await
             .map_err(|e| upload_failure(&e))?;

@@ -1,11 +1,10 @@
 //! Writes inside the bucket: deleting objects, and copying the version that was verified.
 
-use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
 use crate::domain::{unquote_etag, UploadKeys};
 
-use super::client::COPY_TIMEOUT;
+use super::client::whole_object_attempt;
 use super::error::{failure, http_status};
 use super::{BlobError, BlobStore};
 
@@ -38,13 +37,7 @@ impl BlobStore {
             .copy_source(copy_source(&self.bucket, from))
             .copy_source_if_match(format!("\"{}\"", unquote_etag(etag)))
             .customize()
-            .config_override(
-                aws_sdk_s3::config::Builder::new().timeout_config(
-                    TimeoutConfig::builder()
-                        .operation_attempt_timeout(COPY_TIMEOUT)
-                        .build(),
-                ),
-            )
+            .config_override(whole_object_attempt())
             .send()
             .await;
         match copied {
