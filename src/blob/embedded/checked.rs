@@ -6,15 +6,13 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use s3s::dto::StreamingBlob;
+use s3s::S3Result;
 use sha2::Digest as _;
 
 /// s3s-fs stores the bytes before it compares a declared SHA-256, so a refused PUT would
 /// still replace the object: with a declared SHA-256 (base64), the body is checked as it
-/// streams instead, and fails before the store keeps anything. The flag tells whether it did.
-pub(super) fn check_body(
-    body: &mut Option<StreamingBlob>,
-    declared: Option<&str>,
-) -> Arc<AtomicBool> {
+/// streams instead, and fails before the store keeps anything. The check tells whether it did.
+pub(super) fn check_body(body: &mut Option<StreamingBlob>, declared: Option<&str>) -> DigestCheck {
     let mismatch = Arc::new(AtomicBool::new(false));
     let expected =
         declared.and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
@@ -29,7 +27,20 @@ pub(super) fn check_body(
             })
         });
     }
-    mismatch
+    DigestCheck(mismatch)
+}
+
+/// Whether a body given to [`check_body`] failed its check.
+pub(super) struct DigestCheck(Arc<AtomicBool>);
+
+impl DigestCheck {
+    /// BadDigest, as S3 answers, if the body failed its check; else the store's own answer.
+    pub(super) fn answer<T>(&self, answer: S3Result<T>) -> S3Result<T> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(s3s::s3_error!(BadDigest, "checksum_sha256 mismatch"));
+        }
+        answer
+    }
 }
 
 /// A PUT body that hashes what passes and, at its end, fails if the SHA-256 is not the one

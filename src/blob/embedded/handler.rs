@@ -2,7 +2,6 @@
 //! with what s3s-fs leaves out of conditional reads, checksums and multipart uploads.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
@@ -86,12 +85,8 @@ impl S3 for DiskKeys {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         req.input.key = disk_key(&req.input.bucket, &req.input.key);
-        let mismatch = check_body(&mut req.input.body, req.input.checksum_sha256.as_deref());
-        let answer = self.fs.put_object(req).await;
-        if mismatch.load(Ordering::SeqCst) {
-            return Err(s3s::s3_error!(BadDigest, "checksum_sha256 mismatch"));
-        }
-        answer
+        let check = check_body(&mut req.input.body, req.input.checksum_sha256.as_deref());
+        check.answer(self.fs.put_object(req).await)
     }
 
     async fn get_object(
@@ -199,12 +194,8 @@ impl S3 for DiskKeys {
         let part_number = req.input.part_number;
         self.upload_in_progress(&upload_id).await?;
         let declared = req.input.checksum_sha256.clone();
-        let mismatch = check_body(&mut req.input.body, declared.as_deref());
-        let answer = self.fs.upload_part(req).await;
-        if mismatch.load(Ordering::SeqCst) {
-            return Err(s3s::s3_error!(BadDigest, "checksum_sha256 mismatch"));
-        }
-        let mut answer = answer?;
+        let check = check_body(&mut req.input.body, declared.as_deref());
+        let mut answer = check.answer(self.fs.upload_part(req).await)?;
         let part = PartSeen {
             etag: answer
                 .output
