@@ -29,9 +29,19 @@ pub(super) fn not_found_or_transient<E>(err: &SdkError<E>) -> BlobError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    not_found_or_failure(err, &["NoSuchKey", "NotFound"])
+}
+
+/// `NotFound` for a 404 or one of the `missing` error codes; a missing bucket stays
+/// transient, and the rest is mapped as any other answer of the store.
+pub(super) fn not_found_or_failure<E>(err: &SdkError<E>, missing: &[&str]) -> BlobError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     match (err.code(), http_status(err)) {
         (Some("NoSuchBucket"), _) => transient(err),
-        (Some("NoSuchKey" | "NotFound"), _) | (_, Some(404)) => BlobError::NotFound,
+        (Some(code), _) if missing.contains(&code) => BlobError::NotFound,
+        (_, Some(404)) => BlobError::NotFound,
         _ => failure(err),
     }
 }

@@ -8,7 +8,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::client::whole_object_attempt;
-use super::error::failure;
+use super::error::{failure, not_found_or_failure};
 use super::presign::presigning;
 use super::read::full_object_sha256_hex;
 use super::{BlobError, BlobStore, PresignedPut};
@@ -38,12 +38,7 @@ fn upload_failure<E>(err: &SdkError<E>) -> BlobError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    match (err.code(), status) {
-        (Some("NoSuchBucket"), _) => failure(err),
-        (Some("NoSuchUpload"), _) | (_, Some(404)) => BlobError::NotFound,
-        _ => failure(err),
-    }
+    not_found_or_failure(err, &["NoSuchUpload"])
 }
 
 impl BlobStore {
