@@ -4,13 +4,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{
-    failure, full_object_sha256_hex, presigning, BlobError, BlobStore, PresignedPut, COPY_TIMEOUT,
-};
+use super::client::whole_object_attempt;
+use super::error::{failure, not_found_or_failure};
+use super::presign::presigning;
+use super::read::full_object_sha256_hex;
+use super::{BlobError, BlobStore, PresignedPut};
 
 /// A part the store holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +38,7 @@ fn upload_failure<E>(err: &SdkError<E>) -> BlobError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    match (err.code(), status) {
-        (Some("NoSuchBucket"), _) => failure(err),
-        (Some("NoSuchUpload"), _) | (_, Some(404)) => BlobError::NotFound,
-        _ => failure(err),
-    }
+    not_found_or_failure(err, &["NoSuchUpload"])
 }
 
 impl BlobStore {
@@ -167,13 +163,7 @@ impl BlobStore {
             .multipart_upload(completed)
             .customize()
             // The store may take minutes to assemble a large object.
-            .config_override(
-                aws_sdk_s3::config::Builder::new().timeout_config(
-                    TimeoutConfig::builder()
-                        .operation_attempt_timeout(COPY_TIMEOUT)
-                        .build(),
-                ),
-            )
+            .config_override(whole_object_attempt())
             .send()
             .await
             .map_err(|e| upload_failure(&e))?;
