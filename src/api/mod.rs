@@ -2,6 +2,7 @@
 
 mod admission;
 mod backlog;
+mod batch_confirm;
 mod batches;
 mod buckets;
 mod confirm;
@@ -90,10 +91,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(buckets::create))
         .routes(routes!(buckets::list))
         .routes(routes!(buckets::get))
-        .routes(routes!(uploads::create))
-        .routes(routes!(uploads::create_batch))
-        .routes(routes!(uploads::list))
-        .routes(routes!(confirm::confirm_batch))
+        .routes(routes!(uploads::creation::create))
+        .routes(routes!(uploads::batch::create_batch))
+        .routes(routes!(uploads::listing::list))
+        .routes(routes!(batch_confirm::confirm_batch))
         .routes(routes!(uploads::get, uploads::cancel))
         .routes(routes!(confirm::confirm))
         .routes(routes!(parts::sign, parts::list))
