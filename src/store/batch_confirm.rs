@@ -53,7 +53,7 @@ pub async fn begin(
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    let mut uploads: HashMap<UploadId, UploadRow> =
+    let uploads: HashMap<UploadId, UploadRow> =
         rows.into_iter().map(|u| (u.id.clone(), u)).collect();
     // Each unknown id once, in the order given.
     let mut named = std::collections::HashSet::new();
@@ -67,7 +67,38 @@ pub async fn begin(
         return Ok(BatchStart::Unknown(unknown));
     }
     tasks::insert(&mut tx, parent).await?;
+    let (children, item_rows) = plan_items(parent, bucket_id, items, uploads, job_payload)?;
+    start_children(&mut tx, parent, &children, queue).await?;
+    sqlx::query(
+        "INSERT INTO batch_confirm_items (parent_task_id, position, upload_id, child_task_id, result)
+         SELECT $1, i.position, i.upload_id, i.child_task_id, i.result
+         FROM jsonb_to_recordset($2) AS i(position int, upload_id text, child_task_id text, result jsonb)",
+    )
+    .bind(parent.id)
+    .bind(item_rows)
+    .execute(&mut *tx)
+    .await?;
 
+    if !finalize_if_done(&mut tx, parent.id).await? {
+        tasks::notify(&mut tx, parent.id).await?;
+    }
+    let parent_row = tasks::find_in(&mut tx, parent.id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    tx.commit().await?;
+    Ok(BatchStart::Accepted(Box::new(parent_row)))
+}
+
+/// What each item comes to, from its upload's state: a new confirmation (a child to start),
+/// one already running to follow, or a result known at once. Answers the children to start
+/// and the item rows, as JSON records.
+fn plan_items(
+    parent: &NewTask<'_>,
+    bucket_id: &str,
+    items: &[ItemRequest],
+    mut uploads: HashMap<UploadId, UploadRow>,
+    job_payload: impl Fn(&TaskId, &UploadId) -> Value,
+) -> sqlx::Result<(Value, Value)> {
     let mut children = Vec::new();
     let mut item_rows = Vec::with_capacity(items.len());
     for (position, item) in items.iter().enumerate() {
@@ -110,27 +141,37 @@ pub async fn begin(
         }));
     }
 
-    let children = Value::Array(children);
+    Ok((Value::Array(children), Value::Array(item_rows)))
+}
+
+/// Starts the children's confirmations: their tasks, their uploads `PROCESSING`, and their
+/// jobs in the outbox for the dispatcher.
+async fn start_children(
+    conn: &mut PgConnection,
+    parent: &NewTask<'_>,
+    children: &Value,
+    queue: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO tasks (id, organization_id, namespace_id, task_type, status, inputs)
          SELECT c.id, $2, $3, $4, $5, c.inputs
          FROM jsonb_to_recordset($1) AS c(id text, inputs jsonb)",
     )
-    .bind(&children)
+    .bind(children)
     .bind(parent.organization_id)
     .bind(parent.namespace_id)
     .bind(TaskType::UploadConfirm)
     .bind(TaskStatus::Queued)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "UPDATE uploads u SET status = $2, task_id = c.id, error = NULL, updated_at = now()
          FROM jsonb_to_recordset($1) AS c(id text, upload_id text)
          WHERE u.id = c.upload_id",
     )
-    .bind(&children)
+    .bind(children)
     .bind(UploadStatus::Processing)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     // Bulk jobs: the dispatcher publishes them in fair shares with other namespaces'.
     let queued = sqlx::query(
@@ -138,32 +179,15 @@ pub async fn begin(
          SELECT '', $2, c.id, c.payload, $3
          FROM jsonb_to_recordset($1) AS c(id text, payload jsonb)",
     )
-    .bind(&children)
+    .bind(children)
     .bind(queue)
     .bind(parent.namespace_id)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if queued.rows_affected() > 0 {
-        outbox::wake_dispatchers(&mut tx).await?;
+        outbox::wake_dispatchers(conn).await?;
     }
-    sqlx::query(
-        "INSERT INTO batch_confirm_items (parent_task_id, position, upload_id, child_task_id, result)
-         SELECT $1, i.position, i.upload_id, i.child_task_id, i.result
-         FROM jsonb_to_recordset($2) AS i(position int, upload_id text, child_task_id text, result jsonb)",
-    )
-    .bind(parent.id)
-    .bind(Value::Array(item_rows))
-    .execute(&mut *tx)
-    .await?;
-
-    if !finalize_if_done(&mut tx, parent.id).await? {
-        tasks::notify(&mut tx, parent.id).await?;
-    }
-    let parent_row = tasks::find_in(&mut tx, parent.id)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
-    tx.commit().await?;
-    Ok(BatchStart::Accepted(Box::new(parent_row)))
+    Ok(())
 }
 
 fn with_upload_id(mut result: Value, upload_id: &str) -> Value {

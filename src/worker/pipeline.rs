@@ -107,6 +107,17 @@ pub fn grouped_steps(
     (starter, committer)
 }
 
+/// One run of a started job: what it confirms, and where.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    job: &'a ConfirmJob,
+    lane: Lane,
+    upload: &'a UploadRow,
+    namespace: &'a NamespaceRow,
+    options: &'a ConfirmOptions,
+    lease: &'a Mutex<LeaseSlot>,
+}
+
 /// Everything a worker needs to run confirmations.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -146,25 +157,7 @@ impl Pipeline {
     ) -> Result<Ran, Retryable> {
         // While a client waits on this one, bulk jobs hold back their store work.
         let _yielding = (lane == Lane::Interactive).then(|| self.bulk_store_turns.interactive());
-        let request = JobRef {
-            task_id: job.task_id.clone(),
-            upload_id: job.upload_id.clone(),
-        };
-        let grouped = self
-            .steps(lane)
-            .0
-            .run(request.clone())
-            .await
-            .map_err(|e| Retryable(e.to_string()))?;
-        let started = match grouped {
-            Some(started) => started,
-            None => start::start(&self.pool, &[request])
-                .await
-                .map_err(|e| Retryable(format!("database: {e}")))?
-                .pop()
-                .unwrap_or(Start::Unknown),
-        };
-        let started = match started {
+        let started = match self.start(job, lane).await? {
             Start::Started(started) => started,
             Start::Terminal => {
                 tracing::debug!("task already terminal; nothing to do");
@@ -184,38 +177,80 @@ impl Pipeline {
         let outcome = match check_started(job, *started) {
             Err(failure) => Err(StepError::Permanent(failure)),
             Ok((upload, namespace)) => {
-                let policy = ExponentialBackoff {
-                    initial_interval: Duration::from_millis(100),
-                    max_interval: Duration::from_secs(5),
-                    max_elapsed_time: Some(self.retry_budget),
-                    ..ExponentialBackoff::default()
+                let run = Run {
+                    job,
+                    lane,
+                    upload: &upload,
+                    namespace: &namespace,
+                    options: &options,
+                    lease: &lease,
                 };
-                backoff::future::retry_notify(
-                    policy,
-                    || async {
-                        self.attempt(job, lane, &upload, &namespace, &options, &lease)
-                            .await
-                            .map_err(|e| match e {
-                                StepError::Permanent(err) => {
-                                    backoff::Error::permanent(StepError::Permanent(err))
-                                }
-                                transient => backoff::Error::transient(transient),
-                            })
-                    },
-                    |err, wait: Duration| {
-                        metrics::counter!(crate::service::metrics::RETRIES).increment(1);
-                        tracing::warn!(error = ?err, ?wait, "confirmation step failed; retrying")
-                    },
-                )
-                .await
+                self.attempt_with_retries(&run).await
             }
         };
-
         // Whatever happened, this run renews nothing any more.
         lease
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .release();
+        self.record(job, outcome).await
+    }
+
+    /// Starts the job's task (in the lane's group), reading what its run needs.
+    async fn start(&self, job: &ConfirmJob, lane: Lane) -> Result<Start, Retryable> {
+        let request = JobRef {
+            task_id: job.task_id.clone(),
+            upload_id: job.upload_id.clone(),
+        };
+        let grouped = self
+            .steps(lane)
+            .0
+            .run(request.clone())
+            .await
+            .map_err(|e| Retryable(e.to_string()))?;
+        Ok(match grouped {
+            Some(started) => started,
+            None => start::start(&self.pool, &[request])
+                .await
+                .map_err(|e| Retryable(format!("database: {e}")))?
+                .pop()
+                .unwrap_or(Start::Unknown),
+        })
+    }
+
+    /// Attempts the run until it succeeds, fails for good, or the retry budget is spent.
+    async fn attempt_with_retries(&self, run: &Run<'_>) -> Result<Option<&'static str>, StepError> {
+        let policy = ExponentialBackoff {
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(5),
+            max_elapsed_time: Some(self.retry_budget),
+            ..ExponentialBackoff::default()
+        };
+        backoff::future::retry_notify(
+            policy,
+            || async {
+                self.attempt(run).await.map_err(|e| match e {
+                    StepError::Permanent(err) => {
+                        backoff::Error::permanent(StepError::Permanent(err))
+                    }
+                    transient => backoff::Error::transient(transient),
+                })
+            },
+            |err, wait: Duration| {
+                metrics::counter!(crate::service::metrics::RETRIES).increment(1);
+                tracing::warn!(error = ?err, ?wait, "confirmation step failed; retrying")
+            },
+        )
+        .await
+    }
+
+    /// Records how the run ended: counted when completed, the task failed for good, or
+    /// interrupted and handed back to the broker.
+    async fn record(
+        &self,
+        job: &ConfirmJob,
+        outcome: Result<Option<&'static str>, StepError>,
+    ) -> Result<Ran, Retryable> {
         match outcome {
             Ok(Some(reason)) => {
                 crate::service::metrics::confirmations("completed", reason, 1);
@@ -258,15 +293,26 @@ impl Pipeline {
         }
     }
 
-    async fn attempt(
-        &self,
-        job: &ConfirmJob,
-        lane: Lane,
-        upload: &UploadRow,
-        namespace: &NamespaceRow,
-        options: &ConfirmOptions,
-        lease: &Mutex<LeaseSlot>,
-    ) -> Result<Option<&'static str>, StepError> {
+    /// One attempt at steps 1–9; answers why it completed, or `None` when someone else
+    /// ended it meanwhile.
+    async fn attempt(&self, run: &Run<'_>) -> Result<Option<&'static str>, StepError> {
+        let (verified, keys) = self.verify_and_hash(run).await?;
+        // Step 5: quota, checked here and enforced again atomically when usage grows.
+        check_quota(&run.namespace.limits(), verified.size)
+            .map_err(|q| StepError::Permanent(q.into()))?;
+        self.finish(run, verified, &keys).await
+    }
+
+    /// Steps 1–4: the object verified, kept, and hashed.
+    async fn verify_and_hash(&self, run: &Run<'_>) -> Result<(Verified, UploadKeys), StepError> {
+        let Run {
+            job,
+            lane,
+            upload,
+            namespace,
+            options,
+            lease,
+        } = *run;
         // Steps 1–3: the object exists, with the ETag and size the client gave; then the
         // verified version is copied where no presigned URL can overwrite it, and what is
         // hashed and recorded is that copy. An upload in parts is assembled at the confirmed
@@ -335,17 +381,31 @@ impl Pipeline {
         }
 
         drop(store_turn);
-
-        // Step 5: quota, checked here and enforced again atomically when usage grows.
-        check_quota(&namespace.limits(), size).map_err(|q| StepError::Permanent(q.into()))?;
-
-        // Steps 6–9, in one transaction.
         let verified = Verified {
             content_hash: content_hash.as_str().to_owned(),
             size,
             etag: unquote_etag(&head.etag).to_owned(),
-            s3_key: object_key.clone(),
+            s3_key: object_key,
         };
+        Ok((verified, keys))
+    }
+
+    /// Steps 6–9, in one transaction: alone, or in the lane's group.
+    async fn finish(
+        &self,
+        run: &Run<'_>,
+        verified: Verified,
+        keys: &UploadKeys,
+    ) -> Result<Option<&'static str>, StepError> {
+        let Run {
+            job,
+            lane,
+            upload,
+            namespace,
+            options,
+            ..
+        } = *run;
+        let size = verified.size;
         let completion = Completion {
             task_id: job.task_id.clone(),
             upload_id: upload.id.clone(),
@@ -366,7 +426,7 @@ impl Pipeline {
             }
         };
         if matches!(finished, Finish::Completed(_))
-            && object_key != keys.staging
+            && completion.verified.s3_key != keys.staging
             && upload.multipart_upload_id.is_none()
         {
             // The URL's object is no longer needed; a left-over one wastes space, nothing more.
