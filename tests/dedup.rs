@@ -228,11 +228,13 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
     let mut twice = group.clone();
     twice.insert(1, group[0].clone());
 
-    let Grouped::Done(finished) =
-        finish::complete_many(&app.pool, &twice, upconfirm::worker::pipeline::confirm_result)
-            .await
-            .unwrap()
-    else {
+    let Grouped::Done(finished) = finish::complete_many(
+        &app.pool,
+        &twice,
+        upconfirm::worker::pipeline::confirm_result,
+    )
+    .await
+    .unwrap() else {
         panic!("no quota here: the group is finished as one");
     };
     let kinds: Vec<&str> = finished
@@ -296,9 +298,13 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
         children.push((id.clone(), row.0));
     }
     let group = started(&app, &children, &files).await;
-    let done = finish::complete_many(&app.pool, &group, upconfirm::worker::pipeline::confirm_result)
-        .await
-        .unwrap();
+    let done = finish::complete_many(
+        &app.pool,
+        &group,
+        upconfirm::worker::pipeline::confirm_result,
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(done, Grouped::Done(ref f) if f.iter().all(|f| matches!(f, Finish::Completed(_)))),
         "{done:?}"
@@ -315,9 +321,13 @@ async fn a_group_of_completions_finishes_as_each_alone_would() {
     let files = vec![random_bytes(50)];
     let queued = queue_confirms(&app, &bucket, &files).await;
     let group = started(&app, &queued, &files).await;
-    let sent_back = finish::complete_many(&app.pool, &group, upconfirm::worker::pipeline::confirm_result)
-        .await
-        .unwrap();
+    let sent_back = finish::complete_many(
+        &app.pool,
+        &group,
+        upconfirm::worker::pipeline::confirm_result,
+    )
+    .await
+    .unwrap();
     assert!(matches!(sent_back, Grouped::OneByOne), "{sent_back:?}");
     assert_eq!(
         app.get_upload(&bucket, &queued[0].0).await["status"],

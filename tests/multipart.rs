@@ -327,9 +327,10 @@ async fn the_sweep_aborts_expired_and_orphaned_multipart_uploads_and_spares_live
     assert_eq!(body["error"]["details"]["reason"], "expired", "{body}");
 
     // Younger than the grace: left alone, whoever owns it.
-    let spared = upconfirm::worker::sweep::abort_orphans(&app.pool, app.blob(), Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let spared =
+        upconfirm::worker::sweep::abort_orphans(&app.pool, app.blob(), Duration::from_secs(3600))
+            .await
+            .unwrap();
     assert_eq!(spared, 0);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let aborted = upconfirm::worker::sweep::abort_orphans(&app.pool, app.blob(), Duration::ZERO)
