@@ -13,13 +13,11 @@
 //!   its presigned URL addresses exactly that key, never a path outside the upload prefix;
 //!   a filename the contract forbids is a 422.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
