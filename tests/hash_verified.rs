@@ -1,9 +1,13 @@
+// Own binary: its first test needs the process-wide hashed-bytes counter to stand still.
+
 //! Hash-verified uploads: the PUT URL signs the declared SHA-256, the store refuses other
 //! bytes, and confirm takes the hash from the store without reading a byte.
 //!
 //! Only the first test confirms an upload that is not hash-verified, after it has checked
 //! that the hashed-bytes counter stood still: the counter is this process's.
 
+#[allow(dead_code)] // it uses part of the harness the API tests share
+#[path = "api/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

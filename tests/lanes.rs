@@ -1,7 +1,11 @@
+// Own binary: its flood test counts bulk jobs in the process-wide metrics recorder, exactly.
+
 //! Bulk never blocks interactive: a namespace flooded with bulk confirmations does not
 //! hold up another namespace's sync confirms (the interactive lane) nor its async ones
 //! (fair shares); a namespace's waiting bulk work is capped with a clear 429.
 
+#[allow(dead_code)] // it uses part of the harness the API tests share
+#[path = "api/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

@@ -1,7 +1,11 @@
+// Own binary: it reads gauges of the process-wide metrics recorder, which other tests move.
+
 //! `/metrics` on the API and on a worker, scraped while confirmations complete, fail, are
 //! retried, redelivered and dead-lettered, and wait in the outbox: every series moves.
 //! One test in its own binary, since a process has one recorder.
 
+#[allow(dead_code)] // it uses part of the harness the API tests share
+#[path = "api/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,12 +1,10 @@
 //! How jobs travel: the outbox relay, redeliveries, and messages no worker can read.
 
-mod common;
-
 use std::time::Duration;
 
 use serde_json::json;
 
-use common::{random_bytes, str_field, TestApp, AMQP_URL};
+use crate::common::{self, random_bytes, str_field, TestApp, AMQP_URL};
 use upconfirm::queue::{ConfirmJob, Publisher, Topology};
 use upconfirm::store::outbox::OutboxMessage;
 use upconfirm::store::tasks::NewTask;

@@ -1,8 +1,6 @@
 //! Deduplication by content hash within a bucket.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use upconfirm::api::task_outputs::TASK_OUTPUTS;

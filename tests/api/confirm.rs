@@ -1,8 +1,6 @@
 //! Confirmation of uploads: sync and async answers, verification, idempotency, batches.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

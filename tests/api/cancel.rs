@@ -1,10 +1,8 @@
 //! Canceling uploads and tasks, and long-polling tasks.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

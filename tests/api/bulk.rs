@@ -1,8 +1,6 @@
 //! Batch create and batch confirm.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -3,12 +3,10 @@
 //! and orphaned ones aborted. All on the embedded store, which lists multipart uploads
 //! and checks a part's signed SHA-256 as S3 does.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use upconfirm::service::config::SweepConfig;

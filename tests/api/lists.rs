@@ -1,8 +1,6 @@
 //! List routes: uploads (filters, search, sort, pagination, stats), buckets, tasks.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -2,14 +2,12 @@
 //! can run, readiness while a dependency is away, and leases that carry long jobs past
 //! the broker's acknowledgement timeout and past the death of their worker.
 
-mod common;
-
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use common::{random_bytes, str_field, wait_for, TestApp, API_ONLY, WORKER_ONLY};
+use crate::common::{self, random_bytes, str_field, wait_for, TestApp, API_ONLY, WORKER_ONLY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_past_the_delivery_limit_fails_its_task_and_can_be_replayed() {

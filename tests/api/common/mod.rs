@@ -2,10 +2,6 @@
 //! PostgreSQL database, its own RabbitMQ queue prefix and its own embedded S3 store, so
 //! tests run in parallel without seeing each other.
 
-#![allow(dead_code)]
-
-pub mod netcut;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Once;
@@ -130,8 +126,8 @@ impl TestApp {
         config.api.sync_wait_ms = 15_000;
         config.worker.worker_concurrency = 8;
         config.relay.relay_interval_ms = 200;
-        // Tests fire requests faster than the default rate limit allows; tests/admission.rs
-        // sets the limits it checks.
+        // Tests fire requests faster than the default rate limit allows; the admission
+        // tests set the limits they check.
         config.api.rate_limit_per_second = 0.0;
         tweak(&mut config);
 
@@ -206,6 +202,37 @@ impl TestApp {
             .expect("start more components")
     }
 
+    /// Ready messages in this test's dead-letter queue.
+    pub async fn dead_letter_depth(&self) -> u32 {
+        queue_depth(&format!("{}.confirm.dead", self.queue_prefix)).await
+    }
+
+    /// Ready messages in this test's confirm queue.
+    pub async fn confirm_queue_depth(&self) -> u32 {
+        queue_depth(&format!("{}.confirm", self.queue_prefix)).await
+    }
+
+    /// A series' value as this app's `/metrics` answers it now (0 when absent). Every app
+    /// of one test binary shares the process's recorder.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("read /metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// What only the chaos suite uses (`tests/chaos`, a binary of its own).
+#[allow(dead_code)]
+impl TestApp {
     /// The configuration the service was started with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -241,39 +268,12 @@ impl TestApp {
         }
     }
 
-    /// Ready messages in this test's dead-letter queue.
-    pub async fn dead_letter_depth(&self) -> u32 {
-        queue_depth(&format!("{}.confirm.dead", self.queue_prefix)).await
-    }
-
-    /// Ready messages in this test's confirm queue.
-    pub async fn confirm_queue_depth(&self) -> u32 {
-        queue_depth(&format!("{}.confirm", self.queue_prefix)).await
-    }
-
-    /// The database of this test (its name).
-    /// A series' value as this app's `/metrics` answers it now (0 when absent). Every app
-    /// of one test binary shares the process's recorder.
-    pub async fn metric(&self, series: &str) -> f64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("scrape /metrics")
-            .text()
-            .await
-            .expect("read /metrics");
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
-    }
-
     /// The test's own folder (the store's data, the workers' log).
     pub fn temp_dir(&self) -> &std::path::Path {
         &self.temp_dir
     }
 
+    /// The database of this test (its name).
     pub fn db_name(&self) -> &str {
         &self.db_name
     }
@@ -321,32 +321,9 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("a running child has a pid")
-    }
-
     /// `kill -9`, then reaps it.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
-    }
-
-    /// Sends SIGTERM and waits up to `within` for it to exit; its exit code, if it did.
-    pub async fn terminate(&mut self, within: Duration) -> Option<i32> {
-        let pid = self.pid();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid}");
-        match tokio::time::timeout(within, self.child.wait()).await {
-            Ok(Ok(status)) => status.code(),
-            _ => None,
-        }
-    }
-
-    /// Whether it still runs.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Its `/readyz` answer.
@@ -373,6 +350,33 @@ impl WorkerProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// What only the chaos suite uses.
+#[allow(dead_code)]
+impl WorkerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("a running child has a pid")
+    }
+
+    /// Sends SIGTERM and waits up to `within` for it to exit; its exit code, if it did.
+    pub async fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let pid = self.pid();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 

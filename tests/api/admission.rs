@@ -2,11 +2,9 @@
 //! holds across API replicas; 429 `TooManyRequestsError` with `Retry-After` and the
 //! `X-RateLimit-*` headers when it is spent.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -1,11 +1,9 @@
 //! The OpenAPI document: it parses, lists every route of the contract, and every route it
 //! lists is one the router serves.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 

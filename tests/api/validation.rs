@@ -1,8 +1,6 @@
 //! Request validation: 422 `ValidationError` in the common envelope, never a 500.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -1,3 +1,5 @@
+// Own binary: its minutes of faults and worker processes must not run beside other tests.
+
 //! Chaos: confirm 2,000 uploads through real `upconfirm worker` processes while breaking
 //! things for real — killing workers, closing broker connections, terminating database
 //! sessions, taking S3 away, feeding the queue garbage, rolling workers with SIGTERM —
@@ -7,7 +9,10 @@
 //! Scenarios run one after another (they share one lock), each over its own database,
 //! queues and store. Each prints one line of figures.
 
+#[allow(dead_code)] // it uses part of the harness the API tests share
+#[path = "../api/common/mod.rs"]
 mod common;
+mod netcut;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -19,8 +24,8 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgPool};
 use tokio::time::Instant;
 
-use common::netcut::NetCut;
 use common::{random_bytes, TestApp, WorkerProcess, API_ONLY, PG_SERVER};
+use netcut::NetCut;
 
 /// One scenario at a time: they break shared things (the broker's connections, sessions).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -1,9 +1,7 @@
 //! Creating uploads, buckets, and the namespace's limits.
 
-mod common;
-
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

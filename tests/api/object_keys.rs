@@ -2,12 +2,10 @@
 //! copies the verified version to a key no URL can write, and records that one. Keys are
 //! measured in bytes, as S3 measures them, and the store's refusals end a confirmation.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use upconfirm::blob::BlobError;

@@ -1,10 +1,8 @@
 //! The presigned PUT URL: S3 accepts exactly what was signed, and nothing else.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -1,8 +1,6 @@
 //! Authentication, namespaces and tenant isolation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -1,11 +1,9 @@
 //! How the API treats a request as a whole: a refused request leaves its kept-alive
 //! connection usable, and a body is read as JSON only when it says it is JSON.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

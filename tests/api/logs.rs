@@ -1,14 +1,12 @@
 //! Structured logs: with `LOG_FORMAT=json` every line is one JSON object, and the lines of a
 //! request or a job carry its upload and task ids in their spans.
 
-mod common;
-
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use common::{free_port, random_bytes, str_field, TestApp, API_ONLY};
+use crate::common::{self, free_port, random_bytes, str_field, TestApp, API_ONLY};
 
 /// Starts `upconfirm <role>` with the app's settings and JSON logs written to `log`.
 fn spawn(
