@@ -2,9 +2,9 @@
 //! is linked once for all of them, and they run side by side in one process, each over its
 //! own service, database, queues and store (see `common`).
 //!
-//! Tests that need a process to themselves are binaries of their own, sharing this
-//! harness: `tests/chaos/`, and those that read the process's metrics recorder
-//! (`tests/hash_verified.rs`, `tests/lanes.rs`, `tests/metrics.rs`).
+//! Tests that need the process to themselves (the chaos suite, and those that read the
+//! process's metrics recorder exactly) are the other binary, `tests/alone/`, which shares
+//! this harness and runs them one at a time.
 
 mod common;
 

@@ -230,7 +230,7 @@ impl TestApp {
     }
 }
 
-/// What only the chaos suite uses (`tests/chaos`, a binary of its own).
+/// What only the chaos suite uses (in `tests/alone/`).
 #[allow(dead_code)]
 impl TestApp {
     /// The configuration the service was started with.

@@ -1,12 +1,6 @@
-// Own binary: it reads gauges of the process-wide metrics recorder, which other tests move.
-
 //! `/metrics` on the API and on a worker, scraped while confirmations complete, fail, are
 //! retried, redelivered and dead-lettered, and wait in the outbox: every series moves.
 //! One test in its own binary, since a process has one recorder.
-
-#[allow(dead_code)] // it uses part of the harness the API tests share
-#[path = "api/common/mod.rs"]
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use common::{random_bytes, str_field, wait_for, TestApp, API_ONLY, WORKER_ONLY};
+use crate::common::{random_bytes, str_field, wait_for, TestApp, API_ONLY, WORKER_ONLY};
 
 /// Series (name with labels, as rendered) and their values.
 fn parse(text: &str) -> BTreeMap<String, f64> {
@@ -64,6 +58,7 @@ async fn wait_series(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_series_moves_while_confirmations_run() {
+    let _alone = crate::ALONE.lock().await;
     let app = TestApp::spawn_components(API_ONLY, |c| {
         c.queue.delivery_limit = 2;
         c.worker.dead_letter_interval_ms = 200;
@@ -80,7 +75,7 @@ async fn every_series_moves_while_confirmations_run() {
         })
         .await;
     let worker_base = format!("http://{}", worker.health_addr.expect("worker listener"));
-    let bucket = common::bucket_name("metrics");
+    let bucket = crate::common::bucket_name("metrics");
     app.create_bucket(&bucket).await;
     // Nothing scraped yet: what happens from now on must be recorded all the same, and this
     // process (one test) has recorded nothing before.
@@ -109,7 +104,7 @@ async fn every_series_moves_while_confirmations_run() {
     // dead-lettered and failed. It is in flight while it retries.
     let blind = app
         .start_more_with(WORKER_ONLY, |c| {
-            c.s3.s3_endpoint = Some(format!("http://127.0.0.1:{}", common::free_port()));
+            c.s3.s3_endpoint = Some(format!("http://127.0.0.1:{}", crate::common::free_port()));
             c.worker.retry_budget_ms = 1_500;
         })
         .await;
@@ -152,7 +147,10 @@ async fn every_series_moves_while_confirmations_run() {
     // worker completes it.
     let cut_off = app
         .start_more_with(API_ONLY, |c| {
-            c.queue.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", common::free_port());
+            c.queue.amqp_url = format!(
+                "amqp://guest:guest@127.0.0.1:{}/%2f",
+                crate::common::free_port()
+            );
             c.api.sync_wait_ms = 200;
         })
         .await;

@@ -1,18 +1,12 @@
-// Own binary: its first test needs the process-wide hashed-bytes counter to stand still.
-
 //! Hash-verified uploads: the PUT URL signs the declared SHA-256, the store refuses other
 //! bytes, and confirm takes the hash from the store without reading a byte.
 //!
 //! Only the first test confirms an upload that is not hash-verified, after it has checked
 //! that the hashed-bytes counter stood still: the counter is this process's.
 
-#[allow(dead_code)] // it uses part of the harness the API tests share
-#[path = "api/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -42,6 +36,7 @@ const HASHED: &str = "upconfirm_hashed_bytes_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hash_verified_confirm_reads_no_bytes_and_answers_the_declared_hash() {
+    let _alone = crate::ALONE.lock().await;
     let app = TestApp::spawn().await;
     let bucket = bucket_name("hv");
     app.create_bucket(&bucket).await;
@@ -120,6 +115,7 @@ async fn a_hash_verified_confirm_reads_no_bytes_and_answers_the_declared_hash() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_other_than_the_signed_hash_are_refused_and_the_confirm_finds_nothing() {
+    let _alone = crate::ALONE.lock().await;
     let app = TestApp::spawn().await;
     let bucket = bucket_name("hvbad");
     app.create_bucket(&bucket).await;
@@ -163,6 +159,7 @@ async fn bytes_other_than_the_signed_hash_are_refused_and_the_confirm_finds_noth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforcing_needs_a_hash_and_a_server_may_make_it_the_default() {
+    let _alone = crate::ALONE.lock().await;
     let app = TestApp::spawn_with(|c| c.api.enforce_declared_hash = true).await;
     let bucket = bucket_name("hvdef");
     app.create_bucket(&bucket).await;

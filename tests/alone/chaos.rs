@@ -1,5 +1,3 @@
-// Own binary: its minutes of faults and worker processes must not run beside other tests.
-
 //! Chaos: confirm 2,000 uploads through real `upconfirm worker` processes while breaking
 //! things for real — killing workers, closing broker connections, terminating database
 //! sessions, taking S3 away, feeding the queue garbage, rolling workers with SIGTERM —
@@ -9,9 +7,6 @@
 //! Scenarios run one after another (they share one lock), each over its own database,
 //! queues and store. Each prints one line of figures.
 
-#[allow(dead_code)] // it uses part of the harness the API tests share
-#[path = "../api/common/mod.rs"]
-mod common;
 mod netcut;
 
 use std::collections::HashSet;
@@ -24,11 +19,8 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgPool};
 use tokio::time::Instant;
 
-use common::{random_bytes, TestApp, WorkerProcess, API_ONLY, PG_SERVER};
+use crate::common::{random_bytes, TestApp, WorkerProcess, API_ONLY, PG_SERVER};
 use netcut::NetCut;
-
-/// One scenario at a time: they break shared things (the broker's connections, sessions).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const UPLOADS: usize = 2000;
 /// Every tenth file has the content of the one before it.
@@ -78,9 +70,9 @@ impl Run {
             c.relay.relay_min_age_ms = 1_000;
         })
         .await;
-        let bucket = common::bucket_name(tag);
+        let bucket = crate::common::bucket_name(tag);
         let created = app.create_bucket(&bucket).await;
-        let bucket_id = common::str_field(&created, "bucket_id").to_owned();
+        let bucket_id = crate::common::str_field(&created, "bucket_id").to_owned();
 
         // 2,000 uploads, created 100 at a time.
         let mut uploads: Vec<(String, String)> = Vec::with_capacity(UPLOADS);
@@ -95,7 +87,7 @@ impl Run {
                     })
                 })
                 .collect();
-            let (status, body) = common::send(
+            let (status, body) = crate::common::send(
                 app.post(&format!("/v1/buckets/{bucket}/uploads/batch"))
                     .json(&json!({ "uploads": items })),
             )
@@ -503,7 +495,7 @@ async fn all_settled(pool: &PgPool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_of_a_random_worker_every_second() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let mut run = Run::start("chaos-a").await;
     let Run {
         app,
@@ -570,7 +562,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_connections_closed_three_times() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let closed = three_strikes(
         "chaos-b",
         "b (broker connections closed 3 times",
@@ -582,7 +574,7 @@ async fn broker_connections_closed_three_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_sessions_terminated_three_times() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let sessions = three_strikes(
         "chaos-c",
         "c (database sessions terminated 3 times",
@@ -594,7 +586,7 @@ async fn database_sessions_terminated_three_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_unavailable_for_several_seconds() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let mut run = Run::start("chaos-d").await;
     let (first, rest) = run.upload_ids.split_at(UPLOADS / 4);
     let (first, rest) = (first.to_vec(), rest.to_vec());
@@ -619,16 +611,16 @@ async fn s3_unavailable_for_several_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_a_job_for_no_task_in_the_queue() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let mut run = Run::start("chaos-e").await;
     let prefix = run.app.queue_prefix().to_owned();
     let confirming = Run::confirm_all(&run.app, &run.bucket, &run.upload_ids);
     let poisoning = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        common::publish_raw(&prefix, b"\x00\xffnot json").await;
-        common::publish_raw(&prefix, br#"{"task_id": ["wrong"], "upload_id": 7}"#).await;
-        common::publish_raw(&prefix, b"").await;
-        common::publish_raw(
+        crate::common::publish_raw(&prefix, b"\x00\xffnot json").await;
+        crate::common::publish_raw(&prefix, br#"{"task_id": ["wrong"], "upload_id": 7}"#).await;
+        crate::common::publish_raw(&prefix, b"").await;
+        crate::common::publish_raw(
             &prefix,
             br#"{"task_id":"task_doesnotexist","upload_id":"upl_nothing"}"#,
         )
@@ -643,7 +635,7 @@ async fn garbage_and_a_job_for_no_task_in_the_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_rolled_with_sigterm_during_a_run() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let mut run = Run::start("chaos-f").await;
     let Run {
         app,
@@ -697,7 +689,7 @@ const STALL_BOUND: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_cut_off_without_a_reset_then_healed() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let mut cut = match NetCut::create() {
         Ok(cut) => cut,
         // CI runs as root; elsewhere the scenario needs the right to make namespaces.

@@ -1,12 +1,6 @@
-// Own binary: its flood test counts bulk jobs in the process-wide metrics recorder, exactly.
-
 //! Bulk never blocks interactive: a namespace flooded with bulk confirmations does not
 //! hold up another namespace's sync confirms (the interactive lane) nor its async ones
 //! (fair shares); a namespace's waiting bulk work is capped with a clear 429.
-
-#[allow(dead_code)] // it uses part of the harness the API tests share
-#[path = "api/common/mod.rs"]
-mod common;
 
 use std::time::Duration;
 
@@ -15,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use common::{assert_error, random_bytes, send, str_field, TestApp, API_ONLY};
+use crate::common::{assert_error, random_bytes, send, str_field, TestApp, API_ONLY};
 use upconfirm::service::startup::Components;
 
 /// A relay alone (it dispatches too).
@@ -44,7 +38,7 @@ impl Other {
         upconfirm::cli::admin::create_namespace(&app.pool, &app.org_id, &namespace)
             .await
             .expect("create namespace");
-        let bucket = common::bucket_name(tag);
+        let bucket = crate::common::bucket_name(tag);
         let other = Other { namespace, bucket };
         let (status, body) = send(
             other
@@ -141,6 +135,7 @@ async fn open_in(app: &TestApp, namespace_id: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another() {
+    let _alone = crate::ALONE.lock().await;
     // One worker with few slots, so namespace A's flood takes a while to drain; a sync
     // confirm waits at most 2 s before it answers with the async form.
     let app = TestApp::spawn_with(|c| {
@@ -155,7 +150,7 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
         app.start_more(RELAY_ONLY).await,
         app.start_more(RELAY_ONLY).await,
     ];
-    let flooded = common::bucket_name("lanes-a");
+    let flooded = crate::common::bucket_name("lanes-a");
     app.create_bucket(&flooded).await;
     let b = Other::create(&app, "lanes-b").await;
     let b_sync = b.upload(&app, &random_bytes(64 * 1024)).await;
@@ -187,7 +182,7 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
         r#"upconfirm_namespace_backlog{{namespace="{}"}}"#,
         app.namespace_id
     );
-    common::wait_for("the backlog gauges", Duration::from_secs(10), || async {
+    crate::common::wait_for("the backlog gauges", Duration::from_secs(10), || async {
         app.metric(&series).await > 1_000.0
             && app
                 .metric(r#"upconfirm_lane_backlog{lane="bulk",stage="waiting"}"#)
@@ -220,7 +215,7 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
         let (status, task) =
             send(b.request(&app, Method::GET, &format!("/v1/tasks/{task_id}"))).await;
         assert_eq!(status, StatusCode::OK, "{task}");
-        if common::TERMINAL.contains(&task["status"].as_str().unwrap_or_default()) {
+        if crate::common::TERMINAL.contains(&task["status"].as_str().unwrap_or_default()) {
             break task;
         }
         assert!(
@@ -292,6 +287,7 @@ async fn a_flooded_namespace_holds_up_neither_sync_nor_async_confirms_of_another
 
 #[tokio::test]
 async fn a_namespace_past_its_backlog_cap_is_told_to_retry() {
+    let _alone = crate::ALONE.lock().await;
     // No worker: bulk jobs stay queued. The dispatcher hands 8 to the broker; the rest
     // wait in the outbox, where the cap counts them.
     let app = TestApp::spawn_components(API_ONLY, |c| {
@@ -300,13 +296,13 @@ async fn a_namespace_past_its_backlog_cap_is_told_to_retry() {
         c.api.sync_wait_ms = 300;
     })
     .await;
-    let bucket = common::bucket_name("cap");
+    let bucket = crate::common::bucket_name("cap");
     app.create_bucket(&bucket).await;
     let ids = pending_uploads(&app, &bucket, 300).await;
 
     let (status, body) = app.batch_confirm_ids(&bucket, &ids[..100]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    common::wait_for(
+    crate::common::wait_for(
         "the dispatcher to fill the queue",
         Duration::from_secs(10),
         || async { app.confirm_queue_depth().await == 8 },
