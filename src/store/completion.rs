@@ -10,8 +10,8 @@ use sqlx::{PgConnection, PgPool};
 use super::batches::{self, BatchDestination};
 use super::endings::{end_tasks, Followers, TaskEnd};
 use super::models::UploadRow;
-use super::start::UPLOAD_COLUMNS_OF_U;
 use super::tenancy::USED;
+use super::uploads::UPLOAD_COLUMNS_OF_U;
 use crate::domain::{
     decide, BatchId, Decision, Failure, ObjectId, ObjectStatus, OrganizationId, Original, TaskId,
     TaskStatus, UploadId, UploadStatus,

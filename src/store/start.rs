@@ -1,14 +1,12 @@
 //! The start of a job's run: its task `IN_PROGRESS`, and what the run reads.
 
-use std::sync::LazyLock;
-
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool, Row};
 
 use super::models::{NamespaceRow, UploadRow};
 use super::tenancy::NAMESPACE_COLUMNS;
-use super::uploads::UPLOAD_COLUMNS;
+use super::uploads::UPLOAD_COLUMNS_OF_U;
 use crate::domain::{NamespaceId, TaskId, TaskStatus, UploadId};
 
 /// What a worker finds when it starts a job.
@@ -36,15 +34,6 @@ pub struct JobRef {
     pub task_id: TaskId,
     pub upload_id: UploadId,
 }
-
-/// The upload columns qualified by the alias `u`.
-pub(super) static UPLOAD_COLUMNS_OF_U: LazyLock<String> = LazyLock::new(|| {
-    UPLOAD_COLUMNS
-        .split(", ")
-        .map(|column| format!("u.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-});
 
 /// Marks each job's task `IN_PROGRESS` when a worker may (re)start it, counting the attempt,
 /// and reads the upload and its namespace, for several jobs in one statement and one commit:

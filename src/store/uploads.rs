@@ -1,5 +1,7 @@
 //! Upload rows: creation, lookup, and the start of a confirmation.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -8,11 +10,19 @@ use super::filter::Condition;
 
 use super::models::UploadRow;
 use super::outbox::{self, OutboxMessage};
-use super::start::UPLOAD_COLUMNS_OF_U;
 use super::tasks::{self, NewTask};
 use crate::domain::{TaskId, UploadId, UploadStatus};
 
 pub(crate) const UPLOAD_COLUMNS: &str = "id, bucket_id, namespace_id, filename, content_type, file_size_bytes, presigned_url_expiration, s3_key, status, metadata, create_object_on_confirm, object_metadata, blob_property, blob_type, file_hash, skip_duplicates, enforce_file_hash, multipart_upload_id, part_size_bytes, part_count, is_duplicate, duplicate_of_upload_id, message, etag, object_id, task_id, batch_id, batch_task_id, error, created_at, updated_at, expires_at, verified_at, completed_at";
+
+/// The upload columns qualified by the alias `u`.
+pub(super) static UPLOAD_COLUMNS_OF_U: LazyLock<String> = LazyLock::new(|| {
+    UPLOAD_COLUMNS
+        .split(", ")
+        .map(|column| format!("u.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// An upload about to be stored, already validated.
 #[derive(Debug, Clone, serde::Serialize)]
