@@ -151,7 +151,49 @@ pub async fn head_object(
 /// schema, filled beforehand with the uploads and tasks of `bucket_id`, so that no read,
 /// check or lookup of the service runs.
 pub async fn database(pool: &PgPool, bucket_id: &str, concurrency: usize) -> anyhow::Result<Rate> {
-    const SCHEMA: &str = "bench_ceiling";
+    create_scratch(pool, bucket_id).await?;
+    let rows: Vec<ScratchUpload> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, task_id, namespace_id, coalesce(file_size_bytes, 0), coalesce(file_hash, id), s3_key
+         FROM {SCHEMA}.uploads"
+    )))
+    .fetch_all(pool)
+    .await?;
+    if rows.is_empty() {
+        bail!("no uploads in bucket {bucket_id} to copy");
+    }
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let runners = (0..concurrency).map(|_| {
+        let next = next.clone();
+        let rows = &rows;
+        async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(row) = rows.get(i) else {
+                    return anyhow::Ok(());
+                };
+                confirm_in_scratch(pool, bucket_id, row).await?;
+            }
+        }
+    });
+    futures::future::try_join_all(runners).await?;
+    let rate = Rate::new(rows.len(), started);
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {SCHEMA} CASCADE")))
+        .execute(pool)
+        .await?;
+    Ok(rate)
+}
+
+/// The scratch schema of the database ceiling.
+const SCHEMA: &str = "bench_ceiling";
+
+/// An upload of the scratch schema: its id, task, namespace, size, content hash and S3 key.
+type ScratchUpload = (String, String, String, i64, String, String);
+
+/// The scratch schema made afresh, its tables copies of the service's, holding the uploads
+/// of `bucket_id` as not yet confirmed, their tasks as queued, and their namespace.
+async fn create_scratch(pool: &PgPool, bucket_id: &str) -> anyhow::Result<()> {
     let mut setup = pool.begin().await?;
     for stmt in [
         format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"),
@@ -207,93 +249,72 @@ pub async fn database(pool: &PgPool, bucket_id: &str, concurrency: usize) -> any
     )))
     .execute(pool)
     .await?;
+    Ok(())
+}
 
-    let rows: Vec<(String, String, String, i64, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, task_id, namespace_id, coalesce(file_size_bytes, 0), coalesce(file_hash, id), s3_key
-         FROM {SCHEMA}.uploads"
+/// One confirmation's writes, as the worker commits them, to the scratch schema.
+async fn confirm_in_scratch(
+    pool: &PgPool,
+    bucket_id: &str,
+    (upload, task, namespace, size, hash, key): &ScratchUpload,
+) -> anyhow::Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {SCHEMA}.tasks SET status = 'IN_PROGRESS', attempts = attempts + 1, updated_at = now() WHERE id = $1"
     )))
-    .fetch_all(pool)
+    .bind(task)
+    .execute(pool)
     .await?;
-    if rows.is_empty() {
-        bail!("no uploads in bucket {bucket_id} to copy");
-    }
-
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let runners = (0..concurrency).map(|_| {
-        let next = next.clone();
-        let rows = &rows;
-        async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((upload, task, namespace, size, hash, key)) = rows.get(i) else {
-                    return anyhow::Ok(());
-                };
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE {SCHEMA}.tasks SET status = 'IN_PROGRESS', attempts = attempts + 1, updated_at = now() WHERE id = $1"
-                )))
-                .bind(task)
-                .execute(pool)
-                .await?;
-                let object = format!("obj_{}", uuid::Uuid::now_v7().simple());
-                let mut tx = pool.begin().await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO {SCHEMA}.bucket_contents (bucket_id, content_hash, upload_id, object_id) VALUES ($1, $2, $3, $4)"
-                )))
-                .bind(bucket_id)
-                .bind(hash)
-                .bind(upload)
-                .bind(&object)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO {SCHEMA}.objects (id, bucket_id, namespace_id, upload_id, blobs, status)
-                     VALUES ($1, $2, $3, $4, $5, 'ACTIVE')"
-                )))
-                .bind(&object)
-                .bind(bucket_id)
-                .bind(namespace)
-                .bind(upload)
-                .bind(serde_json::json!([{ "s3_key": key, "size_bytes": size, "file_hash": hash }]))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE {SCHEMA}.uploads SET status = 'COMPLETED', verified_at = now(), completed_at = now(),
-                        updated_at = now(), file_hash = $2, object_id = $3 WHERE id = $1"
-                )))
-                .bind(upload)
-                .bind(hash)
-                .bind(&object)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH ended AS (
-                        UPDATE {SCHEMA}.tasks SET status = 'COMPLETED', outputs = $2, updated_at = now()
-                        WHERE id = $1 RETURNING id
-                     ) SELECT pg_notify('upconfirm_bench_ceiling', id) FROM ended"
-                )))
-                .bind(task)
-                .bind(serde_json::json!({ "upload_id": upload, "object_id": object, "file_hash": hash }))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO {SCHEMA}.namespace_usage (namespace_id, bytes)
-                     SELECT id, $2 FROM {SCHEMA}.namespaces WHERE id = $1 AND storage_quota_bytes IS NULL"
-                )))
-                .bind(namespace)
-                .bind(size)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
-        }
-    });
-    futures::future::try_join_all(runners).await?;
-    let rate = Rate::new(rows.len(), started);
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {SCHEMA} CASCADE")))
-        .execute(pool)
-        .await?;
-    Ok(rate)
+    let object = format!("obj_{}", uuid::Uuid::now_v7().simple());
+    let mut tx = pool.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {SCHEMA}.bucket_contents (bucket_id, content_hash, upload_id, object_id) VALUES ($1, $2, $3, $4)"
+    )))
+    .bind(bucket_id)
+    .bind(hash)
+    .bind(upload)
+    .bind(&object)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {SCHEMA}.objects (id, bucket_id, namespace_id, upload_id, blobs, status)
+         VALUES ($1, $2, $3, $4, $5, 'ACTIVE')"
+    )))
+    .bind(&object)
+    .bind(bucket_id)
+    .bind(namespace)
+    .bind(upload)
+    .bind(serde_json::json!([{ "s3_key": key, "size_bytes": size, "file_hash": hash }]))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {SCHEMA}.uploads SET status = 'COMPLETED', verified_at = now(), completed_at = now(),
+            updated_at = now(), file_hash = $2, object_id = $3 WHERE id = $1"
+    )))
+    .bind(upload)
+    .bind(hash)
+    .bind(&object)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH ended AS (
+            UPDATE {SCHEMA}.tasks SET status = 'COMPLETED', outputs = $2, updated_at = now()
+            WHERE id = $1 RETURNING id
+         ) SELECT pg_notify('upconfirm_bench_ceiling', id) FROM ended"
+    )))
+    .bind(task)
+    .bind(serde_json::json!({ "upload_id": upload, "object_id": object, "file_hash": hash }))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {SCHEMA}.namespace_usage (namespace_id, bytes)
+         SELECT id, $2 FROM {SCHEMA}.namespaces WHERE id = $1 AND storage_quota_bytes IS NULL"
+    )))
+    .bind(namespace)
+    .bind(size)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// GetObject of one key, read to the end and thrown away: the store's bare read throughput.
