@@ -10,6 +10,7 @@
 
 mod load;
 mod phases;
+mod steps;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
