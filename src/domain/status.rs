@@ -96,11 +96,6 @@ impl TaskStatus {
     pub fn is_terminal(self) -> bool {
         !Self::OPEN.contains(&self)
     }
-
-    /// A worker may (re)start the task's job from here, and the task may end.
-    pub fn can_start(self) -> bool {
-        Self::OPEN.contains(&self)
-    }
 }
 
 wire_enum!(
@@ -110,13 +105,6 @@ wire_enum!(
         Pending => "PENDING",
     }
 );
-
-impl BatchStatus {
-    /// Only a draft may be submitted.
-    pub fn can_submit(self) -> bool {
-        self == BatchStatus::Draft
-    }
-}
 
 wire_enum!(
     /// A bucket object's state; a confirmation creates it `ACTIVE`.
@@ -179,10 +167,10 @@ mod tests {
             (TaskStatus::Failed, true, false),
             (TaskStatus::Canceled, true, false),
         ];
-        for (status, terminal, startable) in table {
+        for (status, terminal, open) in table {
             assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
             assert_eq!(status.is_terminal(), terminal, "{status}");
-            assert_eq!(status.can_start(), startable, "{status}");
+            assert_eq!(TaskStatus::OPEN.contains(&status), open, "{status}");
         }
         assert_eq!(
             serde_json::to_value(TaskStatus::CompletedWithErrors).unwrap(),
@@ -191,9 +179,8 @@ mod tests {
     }
 
     #[test]
-    fn only_drafts_are_submitted() {
-        assert!(BatchStatus::Draft.can_submit());
-        assert!(!BatchStatus::Pending.can_submit());
+    fn batch_and_object_states_round_trip() {
+        assert_eq!(BatchStatus::parse("DRAFT"), Some(BatchStatus::Draft));
         assert_eq!(BatchStatus::parse("PENDING"), Some(BatchStatus::Pending));
         assert_eq!(ObjectStatus::Active, "ACTIVE");
     }

@@ -42,13 +42,14 @@ pub async fn end_tasks(
     let ended = end_rows(conn, ends).await?;
     let ids: HashSet<TaskId> = ended.iter().map(|(id, _)| id.clone()).collect();
     if followers == Followers::Settle {
+        let followed: HashSet<&TaskId> = ended
+            .iter()
+            .filter(|(_, has_parents)| *has_parents)
+            .map(|(id, _)| id)
+            .collect();
         let items: Vec<(TaskId, Value)> = ends
             .iter()
-            .filter(|end| {
-                ended
-                    .iter()
-                    .any(|(id, has_parents)| *has_parents && id == end.task_id)
-            })
+            .filter(|end| followed.contains(end.task_id))
             .map(|end| {
                 let result = item_result(end.status, end.error, end.outputs);
                 (end.task_id.clone(), result)
